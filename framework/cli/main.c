@@ -1,0 +1,55 @@
+/* cce: the CCE Lab command-line program. Dispatches to one function per subcommand. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "store.h"
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"import", cmd_import, "import a checkpoint (llama2c) into a cce-model HDF5 file"},
+    {"synth", cmd_synth, "write a deterministic random Llama model of any shape"},
+    {"info", cmd_info, "print a model's config, tensors and parameters per layer"},
+    {"generate", cmd_generate, "generate text from a prompt"},
+    {"eval", cmd_eval, "perplexity, accuracy and (with --ref) KL against a base model"},
+    {"bench", cmd_bench, "measure evaluation and generation speed against machine bounds"},
+    {"data", cmd_data, "list, verify and provision the datasets of the manifest"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: cce COMMAND [ARGS...]\n\nCCE Lab %s: LLM compression experiments.\n\n"
+               "commands:\n",
+            CCE_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nRun 'cce COMMAND --help' for a command's options.\n"
+               "Environment: CCE_MIRROR (folder of models and texts), CCE_CACHE_DIR (derived files;\n"
+               "default $XDG_CACHE_HOME/cce).\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("cce %s\n", CCE_VERSION);
+        return 0;
+    }
+    cce_hdf5_init();
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "cce: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

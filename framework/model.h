@@ -1,0 +1,148 @@
+/* A Llama model: its config, per-layer shapes, tokenizer and named weights.
+ *
+ * A model is either built in memory (cce_model_new: importers, synth) or opened from a cce-model
+ * HDF5 file (cce_model_open), in which case each tensor is read from the file the first time it is
+ * asked for (lazy loading), so opening a large model costs almost nothing.
+ *
+ * Tensor names are Hugging Face names without the "model." prefix and without zero padding:
+ *   embed_tokens.weight                      [vocab, dim]
+ *   layers.L.input_layernorm.weight          [dim]
+ *   layers.L.self_attn.q_proj.weight         [n_heads * head_dim, dim]    (rotate-half RoPE order)
+ *   layers.L.self_attn.k_proj.weight         [n_kv_heads * head_dim, dim] (rotate-half RoPE order)
+ *   layers.L.self_attn.v_proj.weight         [n_kv_heads * head_dim, dim]
+ *   layers.L.self_attn.o_proj.weight         [dim, n_heads * head_dim]
+ *   layers.L.post_attention_layernorm.weight [dim]
+ *   layers.L.mlp.gate_proj.weight            [hidden_dim, dim]
+ *   layers.L.mlp.up_proj.weight              [hidden_dim, dim]
+ *   layers.L.mlp.down_proj.weight            [dim, hidden_dim]
+ *   norm.weight                              [dim]
+ *   lm_head.weight                           [vocab, dim]  (absent when tied_embeddings)
+ * The HDF5 path of a name is given by cce_store_path_of (store.h).
+ *
+ * Not thread-safe: lazy loads mutate the model. Call cce_model_load_all before sharing a model
+ * with threads. */
+#ifndef CCE_MODEL_H
+#define CCE_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+#include "tensor.h"
+#include "tokenizer.h"
+
+typedef struct cce_config {
+    int32_t dim;        /* residual stream width */
+    int32_t hidden_dim; /* FFN width (per-layer values in cce_layer_shape) */
+    int32_t n_layers;
+    int32_t n_heads;    /* query heads (per-layer values in cce_layer_shape) */
+    int32_t n_kv_heads; /* key/value heads (grouped-query attention) */
+    int32_t head_dim;
+    int32_t vocab_size;
+    int32_t seq_len;    /* maximum context */
+    float rope_theta;
+    float norm_eps;
+    int32_t tied_embeddings; /* 1: the classifier is embed_tokens */
+} cce_config;
+
+/* One layer's widths. After structured compression they may differ from the config. */
+typedef struct cce_layer_shape {
+    int32_t hidden_dim;
+    int32_t n_heads;
+    int32_t n_kv_heads;
+    int32_t *kv_of_head; /* [n_heads]: which kv head each query head reads; owned by the model */
+    int32_t removed;     /* 1: the whole block is skipped (layer removal keeps numbering) */
+} cce_layer_shape;
+
+/* The tensors of one block, in a fixed order. */
+typedef enum cce_layer_tensor {
+    CCE_LT_ATTN_NORM = 0,
+    CCE_LT_Q,
+    CCE_LT_K,
+    CCE_LT_V,
+    CCE_LT_O,
+    CCE_LT_FFN_NORM,
+    CCE_LT_GATE,
+    CCE_LT_UP,
+    CCE_LT_DOWN,
+    CCE_LT_COUNT
+} cce_layer_tensor;
+
+/* The tensors outside the blocks. */
+typedef enum cce_global_tensor {
+    CCE_GT_EMBED = 0,
+    CCE_GT_NORM,
+    CCE_GT_LM_HEAD, /* resolves to embed_tokens when tied */
+    CCE_GT_COUNT
+} cce_global_tensor;
+
+typedef struct cce_model cce_model;
+
+/* Checks a config for consistency (positive sizes, heads divisible, head_dim even, ...). The
+ * message names the offending field and `origin` (a file name or "config"). */
+cce_status cce_config_validate(const cce_config *cfg, const char *origin);
+
+/* New in-memory model with uniform layer shapes and every tensor allocated (zeros; norms are
+ * zeros too: the caller fills them). No tokenizer yet. The caller owns *out (cce_model_free). */
+cce_status cce_model_new(const cce_config *cfg, cce_model **out);
+
+/* Opens a cce-model file lazily: reads the config, layer shapes, tokenizer and tensor index, but no
+ * weights. The model keeps the file open until cce_model_free. The caller owns *out. */
+cce_status cce_model_open(const char *path, cce_model **out);
+
+void cce_model_free(cce_model *m);
+
+/* Borrowed; valid for the model's lifetime. */
+const cce_config *cce_model_config(const cce_model *m);
+const cce_layer_shape *cce_model_layer(const cce_model *m, int layer);
+/* The file the model was opened from, or NULL for an in-memory model. Borrowed. */
+const char *cce_model_path(const cce_model *m);
+/* Where the model came from (e.g. "llama2c:stories260K.bin"); "" if unknown. Borrowed. */
+const char *cce_model_source(const cce_model *m);
+void cce_model_set_source(cce_model *m, const char *source);
+
+/* The tokenizer, or NULL if none. Borrowed. */
+const cce_tokenizer *cce_model_tokenizer(const cce_model *m);
+/* Takes ownership of tok (frees any previous tokenizer). */
+void cce_model_set_tokenizer(cce_model *m, cce_tokenizer *tok);
+
+/* Tensor access. The tensor is borrowed (owned by the model) and loaded from the file on first
+ * use. CCE_ERR_NOT_FOUND names the tensor if the model has none of that name. */
+cce_status cce_model_tensor(cce_model *m, const char *name, cce_tensor **out);
+cce_status cce_model_layer_tensor(cce_model *m, int layer, cce_layer_tensor which,
+                                  cce_tensor **out);
+cce_status cce_model_global_tensor(cce_model *m, cce_global_tensor which, cce_tensor **out);
+
+/* Replaces (or adds) a tensor; the model takes ownership of t. Used by importers and, later,
+ * strategies. */
+cce_status cce_model_put_tensor(cce_model *m, const char *name, cce_tensor *t);
+
+/* The name of a block tensor ("layers.3.mlp.down_proj.weight") into buf. */
+void cce_layer_tensor_name(int layer, cce_layer_tensor which, char *buf, size_t bufsize);
+const char *cce_global_tensor_name(cce_global_tensor which);
+
+/* Enumerates the model's tensors in canonical order. Names are borrowed. */
+size_t cce_model_tensor_count(const cce_model *m);
+const char *cce_model_tensor_name_at(const cce_model *m, size_t i);
+/* The shape of tensor i without loading it. */
+void cce_model_tensor_shape_at(const cce_model *m, size_t i, int *ndim, int64_t shape[4]);
+
+/* Reads every tensor that is not loaded yet (so the model can be shared with threads). */
+cce_status cce_model_load_all(cce_model *m);
+/* Fails with CCE_ERR_NUMERIC naming the tensor if any loaded weight is NaN or Inf (loads all). */
+cce_status cce_model_check_finite(cce_model *m);
+
+/* Parameter counts: of one block (all its tensors) and of the whole model. */
+int64_t cce_model_layer_params(const cce_model *m, int layer);
+int64_t cce_model_total_params(const cce_model *m);
+
+typedef struct cce_save_options {
+    int deflate_level; /* 0: contiguous, uncompressed (default); 1-9: chunked shuffle+deflate */
+} cce_save_options;
+
+/* Writes the model (all tensors, loading lazily as needed) as a cce-model v1 file. The file is
+ * written to a temporary name beside path and renamed into place, so an existing file is never
+ * left half-written. opts may be NULL. */
+cce_status cce_model_save(cce_model *m, const char *path, const cce_save_options *opts);
+
+#endif

@@ -1,0 +1,87 @@
+/* The HDF5 model file, format "cce-model" version 1 (DESIGN section 4).
+ *
+ * Layout:
+ *   /                       attributes: format="cce-model", format_version=1, arch="llama",
+ *                           dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size,
+ *                           seq_len (int32), rope_theta, norm_eps (float32), tied_embeddings
+ *                           (int32), source (string)
+ *   /model/embed_tokens/weight, /model/norm/weight, /lm_head/weight (absent when tied)
+ *   /model/layers/NN/...    one group per layer (NN zero-padded to at least 2 digits), with
+ *                           attributes hidden_dim, n_heads, n_kv_heads, kv_of_head[n_heads],
+ *                           removed; tensors .../self_attn/q_proj/weight etc.
+ *   /tokenizer              type="llama2c-bpe", pieces (variable-length UTF-8 strings), scores
+ *                           (float32), attributes bos_id, eos_id, unk_id
+ * Tensors are float32 datasets in PyTorch [out, in] order, contiguous and uncompressed unless
+ * deflate was asked for (then chunked by row blocks, shuffle + deflate). Every tensor dataset
+ * carries `encoding` = "dense".
+ *
+ * Every HDF5 failure becomes CCE_ERR_HDF5 (or CCE_ERR_FORMAT for a file that is not a cce-model)
+ * with the file name and object path in the detail message. */
+#ifndef CCE_STORE_H
+#define CCE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "status.h"
+#include "tensor.h"
+#include "tokenizer.h"
+
+/* Turns off libhdf5's automatic error printing (the library reports through cce_status instead).
+ * Idempotent and thread-safe; every store function calls it, programs may call it early. */
+void cce_hdf5_init(void);
+
+/* The HDF5 path of a tensor name: "layers.3.mlp.down_proj.weight" -> "/model/layers/03/mlp/
+ * down_proj/weight" (zero-padded to the digits of n_layers - 1, at least 2), "lm_head.weight" ->
+ * "/lm_head/weight", other names -> "/model/" + name with dots as slashes. */
+void cce_store_path_of(const char *name, int n_layers, char *buf, size_t bufsize);
+
+/* ---- Reading ------------------------------------------------------------------------------ */
+
+typedef struct cce_store cce_store;
+
+/* Opens a cce-model file read-only and checks format and format_version. A missing file is
+ * CCE_ERR_IO; a corrupt file or wrong format is CCE_ERR_FORMAT. The caller owns *out. */
+cce_status cce_store_open(const char *path, cce_store **out);
+void cce_store_close(cce_store *s);
+const char *cce_store_filename(const cce_store *s); /* borrowed */
+
+/* Root attributes. *source is malloc'd (caller frees). The config is validated. */
+cce_status cce_store_read_config(cce_store *s, cce_config *cfg, char **source);
+
+/* One layer's attributes. shape->kv_of_head is malloc'd (caller frees). */
+cce_status cce_store_read_layer_shape(cce_store *s, const cce_config *cfg, int layer,
+                                      cce_layer_shape *shape);
+
+/* The tokenizer stored in the file. The caller owns *out. CCE_ERR_FORMAT if absent. */
+cce_status cce_store_read_tokenizer(cce_store *s, cce_tokenizer **out);
+
+/* Shape of a tensor without reading it; CCE_ERR_NOT_FOUND if the file has no such tensor. */
+cce_status cce_store_tensor_shape(cce_store *s, int n_layers, const char *name, int *ndim,
+                                  int64_t shape[CCE_TENSOR_MAX_DIMS]);
+
+/* Reads a whole tensor. The caller owns *out. */
+cce_status cce_store_read_tensor(cce_store *s, int n_layers, const char *name, cce_tensor **out);
+
+/* ---- Writing ------------------------------------------------------------------------------ */
+
+typedef struct cce_store_writer cce_store_writer;
+
+/* Starts a new file that will appear at final_path only on cce_store_commit; until then it is
+ * written under a temporary name in the same folder. opts may be NULL (defaults). */
+cce_status cce_store_create(const char *final_path, const cce_save_options *opts,
+                            cce_store_writer **out);
+cce_status cce_store_write_config(cce_store_writer *w, const cce_config *cfg, const char *source);
+cce_status cce_store_write_layer_shape(cce_store_writer *w, const cce_config *cfg, int layer,
+                                       const cce_layer_shape *shape);
+cce_status cce_store_write_tokenizer(cce_store_writer *w, const cce_tokenizer *tok);
+cce_status cce_store_write_tensor(cce_store_writer *w, int n_layers, const char *name,
+                                  const cce_tensor *t);
+/* Closes, fsyncs and renames the file into place, then fsyncs the folder. Frees w in all cases;
+ * on failure the temporary file is removed and any existing file at final_path is untouched. */
+cce_status cce_store_commit(cce_store_writer *w);
+/* Abandons the file: closes and removes the temporary file. Frees w. */
+void cce_store_abort(cce_store_writer *w);
+
+#endif

@@ -1,0 +1,109 @@
+#include "tensor.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static cce_status check_shape(int ndim, const int64_t *shape, int64_t *numel) {
+    if (ndim < 1 || ndim > CCE_TENSOR_MAX_DIMS)
+        return cce_fail(CCE_ERR_ARG, "tensor rank %d outside 1..%d", ndim, CCE_TENSOR_MAX_DIMS);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || (shape[i] > 0 && n > INT64_MAX / 4 / shape[i]))
+            return cce_fail(CCE_ERR_ARG, "tensor dimension %d has bad size %lld", i,
+                            (long long)shape[i]);
+        n *= shape[i];
+    }
+    *numel = n;
+    return CCE_OK;
+}
+
+static cce_tensor *header_new(int ndim, const int64_t *shape) {
+    cce_tensor *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->ndim = ndim;
+    for (int i = 0; i < CCE_TENSOR_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 1;
+    return t;
+}
+
+cce_status cce_tensor_new(int ndim, const int64_t *shape, cce_tensor **out) {
+    int64_t n;
+    cce_status s = check_shape(ndim, shape, &n);
+    if (s) return s;
+    cce_tensor *t = header_new(ndim, shape);
+    /* calloc(0) may return NULL; allocate at least one float so data is never NULL. */
+    float *data = t ? calloc((size_t)(n > 0 ? n : 1), sizeof(float)) : NULL;
+    if (!t || !data) {
+        free(t);
+        free(data);
+        return cce_fail(CCE_ERR_NOMEM, "tensor of %lld floats", (long long)n);
+    }
+    t->data = data;
+    t->owned = 1;
+    *out = t;
+    return CCE_OK;
+}
+
+cce_status cce_tensor_new_1d(int64_t n, cce_tensor **out) {
+    return cce_tensor_new(1, (int64_t[]){n}, out);
+}
+
+cce_status cce_tensor_new_2d(int64_t rows, int64_t cols, cce_tensor **out) {
+    return cce_tensor_new(2, (int64_t[]){rows, cols}, out);
+}
+
+cce_status cce_tensor_borrow(float *data, int ndim, const int64_t *shape, cce_tensor **out) {
+    int64_t n;
+    cce_status s = check_shape(ndim, shape, &n);
+    if (s) return s;
+    cce_tensor *t = header_new(ndim, shape);
+    if (!t) return cce_fail(CCE_ERR_NOMEM, "tensor header");
+    t->data = data;
+    t->owned = 0;
+    *out = t;
+    return CCE_OK;
+}
+
+cce_status cce_tensor_clone(const cce_tensor *src, cce_tensor **out) {
+    cce_tensor *t;
+    cce_status s = cce_tensor_new(src->ndim, src->shape, &t);
+    if (s) return s;
+    memcpy(t->data, src->data, (size_t)cce_tensor_numel(src) * sizeof(float));
+    *out = t;
+    return CCE_OK;
+}
+
+void cce_tensor_free(cce_tensor *t) {
+    if (!t) return;
+    if (t->owned) free(t->data);
+    free(t);
+}
+
+int64_t cce_tensor_numel(const cce_tensor *t) {
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    return n;
+}
+
+int64_t cce_tensor_cols(const cce_tensor *t) { return t->shape[t->ndim - 1]; }
+
+int64_t cce_tensor_rows(const cce_tensor *t) {
+    int64_t cols = cce_tensor_cols(t);
+    return cols ? cce_tensor_numel(t) / cols : 0;
+}
+
+cce_status cce_tensor_check_finite(const cce_tensor *t, const char *what) {
+    int64_t n = cce_tensor_numel(t);
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(t->data[i]))
+            return cce_fail(CCE_ERR_NUMERIC, "%s: element %lld is %s", what, (long long)i,
+                            isnan(t->data[i]) ? "NaN" : "Inf");
+    return CCE_OK;
+}
+
+int cce_tensor_same_shape(const cce_tensor *a, const cce_tensor *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return 0;
+    return 1;
+}
