@@ -27,7 +27,7 @@ static cce_tensor *header_new(int ndim, const int64_t *shape) {
 }
 
 cce_status cce_tensor_new(int ndim, const int64_t *shape, cce_tensor **out) {
-    int64_t n;
+    int64_t n = 0;
     cce_status s = check_shape(ndim, shape, &n);
     if (s) return s;
     cce_tensor *t = header_new(ndim, shape);
@@ -53,7 +53,7 @@ cce_status cce_tensor_new_2d(int64_t rows, int64_t cols, cce_tensor **out) {
 }
 
 cce_status cce_tensor_borrow(float *data, int ndim, const int64_t *shape, cce_tensor **out) {
-    int64_t n;
+    int64_t n = 0;
     cce_status s = check_shape(ndim, shape, &n);
     if (s) return s;
     cce_tensor *t = header_new(ndim, shape);
