@@ -30,7 +30,8 @@ void cce_tokenizer_free(cce_tokenizer *t);
 int32_t cce_tokenizer_vocab_size(const cce_tokenizer *t);
 int32_t cce_tokenizer_bos(const cce_tokenizer *t);
 int32_t cce_tokenizer_eos(const cce_tokenizer *t);
-/* Piece text and score of id (borrowed), for storing the tokenizer. */
+/* Piece text and score of id (borrowed), for storing the tokenizer. NULL / NaN for an id outside
+ * the vocabulary. */
 const char *cce_tokenizer_piece(const cce_tokenizer *t, int32_t id);
 float cce_tokenizer_score(const cce_tokenizer *t, int32_t id);
 
@@ -43,7 +44,7 @@ cce_status cce_tokenizer_encode(const cce_tokenizer *t, const char *text, size_t
 
 /* The text of token `id` following token `prev`: byte pieces become their byte, and the leading
  * space of the first piece after BOS is dropped. Borrowed; valid while t lives. *len receives
- * the byte length (a byte piece may be a NUL byte). */
+ * the byte length (a byte piece may be a NUL byte). An id outside the vocabulary decodes to "". */
 const char *cce_tokenizer_decode(const cce_tokenizer *t, int32_t prev, int32_t id, size_t *len);
 
 /* A 64-bit fingerprint of the vocabulary and scores, used to key token caches. */
