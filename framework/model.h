@@ -79,7 +79,8 @@ typedef enum cce_global_tensor {
 typedef struct cce_model cce_model;
 
 /* Checks a config for consistency (positive sizes, heads divisible, head_dim even, ...). The
- * message names the offending field and `origin` (a file name or "config"). */
+ * message names the offending field and `origin` (a file name or "config"). Fails with
+ * CCE_ERR_RANGE; readers of files report it as CCE_ERR_FORMAT. */
 cce_status cce_config_validate(const cce_config *cfg, const char *origin);
 
 /* New in-memory model with uniform layer shapes and every tensor allocated (zeros; norms are
@@ -114,7 +115,9 @@ cce_status cce_model_layer_tensor(cce_model *m, int layer, cce_layer_tensor whic
 cce_status cce_model_global_tensor(cce_model *m, cce_global_tensor which, cce_tensor **out);
 
 /* Replaces (or adds) a tensor; the model takes ownership of t. Used by importers and, later,
- * strategies. */
+ * strategies. On failure (a name this model cannot hold, or a shape that disagrees with the
+ * config and layer shapes: CCE_ERR_NOT_FOUND / CCE_ERR_ARG) t stays the caller's. Putting
+ * lm_head.weight into a tied model unties it. */
 cce_status cce_model_put_tensor(cce_model *m, const char *name, cce_tensor *t);
 
 /* The name of a block tensor ("layers.3.mlp.down_proj.weight") into buf. */
@@ -126,6 +129,10 @@ size_t cce_model_tensor_count(const cce_model *m);
 const char *cce_model_tensor_name_at(const cce_model *m, size_t i);
 /* The shape of tensor i without loading it. */
 void cce_model_tensor_shape_at(const cce_model *m, size_t i, int *ndim, int64_t shape[4]);
+
+/* 1 if the tensor is in memory (always for in-memory models), 0 if it is still only in the file
+ * or the model has no tensor of that name. Lets tests prove that opening is lazy. */
+int cce_model_tensor_is_loaded(const cce_model *m, const char *name);
 
 /* Reads every tensor that is not loaded yet (so the model can be shared with threads). */
 cce_status cce_model_load_all(cce_model *m);

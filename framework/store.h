@@ -9,8 +9,12 @@
  *   /model/layers/NN/...    one group per layer (NN zero-padded to at least 2 digits), with
  *                           attributes hidden_dim, n_heads, n_kv_heads, kv_of_head[n_heads],
  *                           removed; tensors .../self_attn/q_proj/weight etc.
- *   /tokenizer              type="llama2c-bpe", pieces (variable-length UTF-8 strings), scores
- *                           (float32), attributes bos_id, eos_id, unk_id
+ *   /tokenizer              type="llama2c-bpe", pieces (UTF-8 strings), scores (float32),
+ *                           attributes bos_id, eos_id, unk_id
+ * String attributes and the pieces are written as fixed-length UTF-8 strings (the pieces
+ * NUL-padded, chunked, deflate + Fletcher-32): variable-length strings live in the global heap,
+ * whose references libhdf5 1.10 follows unchecked, so a corrupted file could crash it. The
+ * reader accepts both forms. Files use the HDF5 1.8 object formats (checksummed metadata).
  * Tensors are float32 datasets in PyTorch [out, in] order, contiguous and uncompressed unless
  * deflate was asked for (then chunked by row blocks, shuffle + deflate). Every tensor dataset
  * carries `encoding` = "dense".
@@ -53,6 +57,9 @@ cce_status cce_store_read_config(cce_store *s, cce_config *cfg, char **source);
 /* One layer's attributes. shape->kv_of_head is malloc'd (caller frees). */
 cce_status cce_store_read_layer_shape(cce_store *s, const cce_config *cfg, int layer,
                                       cce_layer_shape *shape);
+
+/* 1 if the file has a /tokenizer group (a model saved without a tokenizer has none). */
+int cce_store_has_tokenizer(cce_store *s);
 
 /* The tokenizer stored in the file. The caller owns *out. CCE_ERR_FORMAT if absent. */
 cce_status cce_store_read_tokenizer(cce_store *s, cce_tokenizer **out);
