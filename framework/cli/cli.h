@@ -16,6 +16,8 @@ int cmd_eval(int argc, char **argv);     /* cli/cmd_eval.c */
 int cmd_bench(int argc, char **argv);    /* cli/cmd_bench.c */
 int cmd_data(int argc, char **argv);     /* cli/cmd_data.c */
 
+int cmd_strategies(int argc, char **argv); /* cli/cmd_strategies.c */
+
 /* Prints "cce CMD: error: <status text>: <detail>" to stderr and returns 1. */
 int cli_fail(const char *cmd, cce_status s);
 

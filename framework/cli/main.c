@@ -20,6 +20,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "perplexity, accuracy and (with --ref) KL against a base model"},
     {"bench", cmd_bench, "measure evaluation and generation speed against machine bounds"},
     {"data", cmd_data, "list, verify and provision the datasets of the manifest"},
+    {"strategies", cmd_strategies, "list compression strategies and their parameters"},
 };
 
 static void usage(FILE *f) {
