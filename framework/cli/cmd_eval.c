@@ -16,7 +16,7 @@ static const char *const CMD = "eval";
 static void usage(FILE *f) {
     fprintf(f,
             "usage: cce eval MODEL.h5 --data NAME|PATH [--ctx N] [--max-tokens N] [--ref BASE.h5]\n"
-            "                [--json]\n"
+            "                [--json | --tsv]\n"
             "\n"
             "Evaluates a model on a text under the pinned protocol: the text is tokenized once\n"
             "as one stream with the model's tokenizer; each window is BOS followed by ctx-1\n"
@@ -34,6 +34,7 @@ static void usage(FILE *f) {
             "  --ref BASE.h5     also run BASE.h5 on the same windows and report KL(base||model),\n"
             "                    top-1 agreement and dp = p_model(correct) - p_base(correct)\n"
             "  --json            print one JSON object instead of the report\n"
+            "  --tsv             print a commented header and one tab-separated row\n"
             "  -h, --help        this help\n"
             "\n"
             "Progress is shown on a terminal only. Exit status: 0 success, 1 failure, 2 usage.\n",
@@ -43,7 +44,7 @@ static void usage(FILE *f) {
 typedef struct eval_args {
     const char *model, *data, *ref, *ctx_text, *max_tokens_text;
     long ctx, max_tokens; /* 0 = default */
-    int json;
+    int json, tsv;
 } eval_args;
 
 /* The value of option `name` at argv[*i]: "--name VALUE" or "--name=VALUE". NULL if argv[*i]
@@ -69,6 +70,10 @@ static int parse_args(int argc, char **argv, eval_args *a) {
             a->json = 1;
             continue;
         }
+        if (!strcmp(argv[i], "--tsv")) {
+            a->tsv = 1;
+            continue;
+        }
         const char **slots[] = {&a->data, &a->ctx_text, &a->max_tokens_text, &a->ref};
         int matched = 0, missing = 0;
         for (size_t k = 0; k < sizeof value_opts / sizeof value_opts[0] && !matched; k++) {
@@ -87,6 +92,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
     }
     if (!a->model) return cli_usage_error(CMD, "MODEL.h5 is missing");
     if (!a->data) return cli_usage_error(CMD, "--data NAME|PATH is missing");
+    if (a->json && a->tsv) return cli_usage_error(CMD, "--json and --tsv exclude each other");
     int rc = 0;
     if (a->ctx_text) rc = cli_parse_long(CMD, "--ctx", a->ctx_text, 2, INT_MAX, &a->ctx);
     if (!rc && a->max_tokens_text)
@@ -143,6 +149,22 @@ static int print_json(const cce_eval_result *r, const eval_args *a, const char *
     return 0;
 }
 
+/* A commented header (the protocol), a column header and one row: rows of several runs can be
+ * concatenated for figures (comment and header lines of later runs are dropped by `grep -v`). */
+static void print_tsv(const eval_args *a, const cce_eval_result *r, const char *protocol) {
+    printf("# cce eval: model %s%s%s\n# %s\n", a->model, a->ref ? ", reference " : "",
+           a->ref ? a->ref : "", protocol);
+    printf("model\tdata\tctx\twindows\ttokens\tmean_nll\tnll_stderr\tppl\tppl_stderr\ttop1"
+           "\ttokens_per_s\tkl_mean\ttop1_agree\tdp_mean\n");
+    printf("%s\t%s\t%d\t%lld\t%lld\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.1f", a->model, a->data, r->ctx,
+           (long long)r->n_windows, (long long)r->n_tokens, r->mean_nll, r->nll_stderr, r->ppl,
+           r->ppl_stderr, r->top1, r->tokens_per_s);
+    if (r->has_ref)
+        printf("\t%.6f\t%.6f\t%.6f\n", r->kl_mean, r->top1_agree, r->dp_mean);
+    else
+        printf("\tnan\tnan\tnan\n");
+}
+
 /* Opens the model(s), checks --ctx/--max-tokens against them, tokenizes and evaluates. */
 static int run(const eval_args *a) {
     cce_model *m = NULL, *ref = NULL;
@@ -188,7 +210,10 @@ static int run(const eval_args *a) {
     cce_eval_protocol_line(&r, a->data, sha, protocol, sizeof protocol);
     if (a->json)
         rc = print_json(&r, a, sha);
-    else {
+    else if (a->tsv) {
+        print_tsv(a, &r, protocol);
+        rc = 0;
+    } else {
         print_report(a, &r, protocol);
         rc = 0;
     }
