@@ -14,30 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model_internal.h"
 #include "store.h"
-
-#define NAME_MAX_LEN 64
-
-typedef struct model_slot {
-    int present;
-    int ndim;
-    int64_t shape[CCE_TENSOR_MAX_DIMS]; /* the tensor's shape, known before it is loaded */
-    cce_tensor *t;                      /* NULL until loaded (opened models) */
-    char name[NAME_MAX_LEN];
-} model_slot;
-
-struct cce_model {
-    cce_config cfg;
-    cce_layer_shape *layers; /* [n_layers] */
-    cce_tokenizer *tok;      /* NULL if none */
-    char *source;            /* never NULL */
-    char *path;              /* NULL for in-memory models */
-    cce_store *store;        /* NULL for in-memory models */
-    model_slot *slots;       /* [n_slots] */
-    size_t n_slots;
-    size_t *order; /* [n_present]: indices of present slots, canonical order */
-    size_t n_present;
-};
 
 static const char *const layer_suffix[CCE_LT_COUNT] = {
     [CCE_LT_ATTN_NORM] = "input_layernorm.weight",
@@ -217,15 +195,13 @@ static void shape_text(int ndim, const int64_t *shape, char *buf, size_t size) {
     if (n < size) snprintf(buf + n, size - n, "]");
 }
 
-static void rebuild_order(cce_model *m) {
+void model_rebuild_order(cce_model *m) {
     m->n_present = 0;
     for (size_t i = 0; i < m->n_slots; i++)
         if (m->slots[i].present) m->order[m->n_present++] = i;
 }
 
-/* Allocates the model shell: config copy, uniform layer shapes, the slot table with names and
- * expected shapes (nothing present yet). */
-static cce_status model_shell(const cce_config *cfg, cce_model **out) {
+cce_status model_shell(const cce_config *cfg, cce_model **out) {
     cce_model *m = calloc(1, sizeof *m);
     if (!m) return cce_fail(CCE_ERR_NOMEM, "model");
     m->cfg = *cfg;
@@ -263,11 +239,18 @@ static cce_status model_shell(const cce_config *cfg, cce_model **out) {
             cce_layer_tensor_name((int)((i - 1) / CCE_LT_COUNT),
                                   (cce_layer_tensor)((i - 1) % CCE_LT_COUNT), sl->name,
                                   sizeof sl->name);
+    }
+    model_refresh_shapes(m);
+    *out = m;
+    return CCE_OK;
+}
+
+void model_refresh_shapes(cce_model *m) {
+    for (size_t i = 0; i < m->n_slots; i++) {
+        model_slot *sl = &m->slots[i];
         expected_shape(m, i, &sl->ndim, sl->shape);
         for (int k = sl->ndim; k < CCE_TENSOR_MAX_DIMS; k++) sl->shape[k] = 1;
     }
-    *out = m;
-    return CCE_OK;
 }
 
 /* ---- Lifetime -------------------------------------------------------------------------------- */
@@ -287,7 +270,7 @@ cce_status cce_model_new(const cce_config *cfg, cce_model **out) {
         }
         sl->present = 1;
     }
-    rebuild_order(m);
+    model_rebuild_order(m);
     *out = m;
     return CCE_OK;
 }
@@ -327,7 +310,7 @@ static cce_status index_file_tensors(cce_model *m) {
         }
         sl->present = 1;
     }
-    rebuild_order(m);
+    model_rebuild_order(m);
     return CCE_OK;
 }
 
@@ -356,11 +339,7 @@ cce_status cce_model_open(const char *path, cce_model **out) {
         m->layers[l] = ls;
     }
     /* Layer shapes may differ from the config: recompute the expected tensor shapes. */
-    for (size_t i = 0; i < m->n_slots; i++) {
-        model_slot *sl = &m->slots[i];
-        expected_shape(m, i, &sl->ndim, sl->shape);
-        for (int k = sl->ndim; k < CCE_TENSOR_MAX_DIMS; k++) sl->shape[k] = 1;
-    }
+    model_refresh_shapes(m);
     if (cce_store_has_tokenizer(m->store) && (s = cce_store_read_tokenizer(m->store, &m->tok)))
         goto fail;
     if (m->tok && cce_tokenizer_vocab_size(m->tok) != cfg.vocab_size) {
@@ -387,7 +366,7 @@ void cce_model_free(cce_model *m) {
         for (size_t i = 0; i < m->n_slots; i++) cce_tensor_free(m->slots[i].t);
     free(m->slots);
     free(m->order);
-    cce_tokenizer_free(m->tok);
+    if (!m->tok_borrowed) cce_tokenizer_free(m->tok);
     cce_store_close(m->store);
     free(m->source);
     free(m->path);
@@ -426,8 +405,9 @@ const cce_tokenizer *cce_model_tokenizer(const cce_model *m) {
 
 void cce_model_set_tokenizer(cce_model *m, cce_tokenizer *tok) {
     if (m->tok == tok) return;
-    cce_tokenizer_free(m->tok);
+    if (!m->tok_borrowed) cce_tokenizer_free(m->tok);
     m->tok = tok;
+    m->tok_borrowed = 0;
 }
 
 /* ---- Tensor access --------------------------------------------------------------------------- */
@@ -436,6 +416,10 @@ void cce_model_set_tokenizer(cce_model *m, cce_tokenizer *tok) {
 static cce_status slot_tensor(cce_model *m, size_t i, cce_tensor **out) {
     model_slot *sl = &m->slots[i];
     if (!sl->present) return cce_fail(CCE_ERR_NOT_FOUND, "the model has no tensor %s", sl->name);
+    if (!sl->t && m->base) {
+        cce_status s = model_variant_borrow(m, i);
+        if (s) return s;
+    }
     if (!sl->t) {
         if (!m->store) return cce_fail(CCE_ERR_INTERNAL, "tensor %s has no data", sl->name);
         cce_tensor *t;
@@ -489,6 +473,11 @@ cce_status cce_model_global_tensor(cce_model *m, cce_global_tensor which, cce_te
     return slot_tensor(m, resolve_tied(m, slot_of_global(&m->cfg, which)), out);
 }
 
+size_t model_slot_index(const cce_model *m, const char *name) {
+    size_t i = name ? slot_of_name(&m->cfg, name) : (size_t)-1;
+    return i == (size_t)-1 ? i : resolve_tied(m, i);
+}
+
 int cce_model_tensor_is_loaded(const cce_model *m, const char *name) {
     size_t i = name ? slot_of_name(&m->cfg, name) : (size_t)-1;
     if (i == (size_t)-1) return 0;
@@ -511,10 +500,11 @@ cce_status cce_model_put_tensor(cce_model *m, const char *name, cce_tensor *t) {
     }
     if (sl->t != t) cce_tensor_free(sl->t);
     sl->t = t;
+    sl->shared = 0;
     if (i == m->n_slots - 1) m->cfg.tied_embeddings = 0;
     if (!sl->present) {
         sl->present = 1;
-        rebuild_order(m);
+        model_rebuild_order(m);
     }
     return CCE_OK;
 }

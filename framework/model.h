@@ -39,7 +39,7 @@ typedef struct cce_config {
     int32_t n_kv_heads; /* key/value heads (grouped-query attention) */
     int32_t head_dim;
     int32_t vocab_size;
-    int32_t seq_len;    /* maximum context */
+    int32_t seq_len; /* maximum context */
     float rope_theta;
     float norm_eps;
     int32_t tied_embeddings; /* 1: the classifier is embed_tokens */
@@ -151,5 +151,31 @@ typedef struct cce_save_options {
  * written to a temporary name beside path and renamed into place, so an existing file is never
  * left half-written. opts may be NULL. */
 cce_status cce_model_save(cce_model *m, const char *path, const cce_save_options *opts);
+
+/* ---- Variants (variant.c) ------------------------------------------------------------------
+ *
+ * A variant is a model that starts as its base: same config, layer shapes and tokenizer, and
+ * every tensor a borrowed view of the base's (loaded in the base, lazily, the first time the
+ * variant asks for it). A tensor put into the variant (cce_model_put_tensor) is owned by the
+ * variant alone and replaces the view there; the base is never modified through a variant, so
+ * never write through a tensor for which cce_model_tensor_is_shared says 1 (copy it first, as
+ * the compress driver does). A variant saves, evaluates and runs like any model; it may itself
+ * be the base of another variant.
+ *
+ * Lifetime: the base must outlive all its variants, and its tensors must not be replaced
+ * (cce_model_put_tensor on the base) while variants exist, since they hold views of them. */
+
+/* New variant of base (borrowed). The caller owns *out (cce_model_free, before freeing base). */
+cce_status cce_model_variant_new(cce_model *base, cce_model **out);
+
+/* The base of a variant (borrowed), or NULL for a model that is not a variant. */
+cce_model *cce_model_base(const cce_model *m);
+
+/* 1 if m is a variant and its tensor `name` is still the base's (a view or not yet asked for);
+ * 0 if the variant owns it, m is not a variant, or there is no such tensor. */
+int cce_model_tensor_is_shared(const cce_model *m, const char *name);
+
+/* Number of tensors a variant owns (those put into it); 0 for other models. */
+size_t cce_model_owned_tensor_count(const cce_model *m);
 
 #endif

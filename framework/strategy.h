@@ -38,7 +38,7 @@
 #include "tensor.h"
 
 /* Bumped whenever a struct of this header changes layout or meaning. */
-#define CCE_STRATEGY_API_VERSION 1
+#define CCE_STRATEGY_API_VERSION 2
 
 /* The name of the symbol an external strategy exports. */
 #define CCE_STRATEGY_ENTRY_SYMBOL "cce_strategy_entry"
@@ -115,6 +115,7 @@ typedef struct cce_report_row {
     double output_error;                 /* relative output error on calibration inputs; NaN if
                                             unknown */
     double seconds;                      /* wall time for this tensor */
+    char note[64]; /* a remark on the encoding ("ragged last group 44 of 64"), "" if none */
 } cce_report_row;
 
 /* The rows of one or more applies, in order. */

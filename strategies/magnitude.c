@@ -16,20 +16,20 @@
  * are broken by position: the earlier weight goes first. Weights that are already zero count as
  * removed when they are among the smallest.
  *
- * Selection is a quickselect (median-of-three, branch-free partitions, falling back to a sort of
- * the remaining range if the pivots degrade), O(n) per row on average; groups of up to 16 weights
- * (N:M) rank their members directly. The global threshold is a radix select over the float bit
- * patterns: four passes over the tensors and no copy of them. */
+ * Allocation (parameter `alloc`): uniform (the plan's rules), or OWL (framework/owl.h: layer
+ * ratios from Wanda outlier ratios, mean held at the target; needs calibration data).
+ *
+ * Selection and N:M groups are shared with Wanda (prune_common.h). The global threshold is a
+ * radix select over the float bit patterns: four passes over the tensors and no copy of them. */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "owl.h"
+#include "prune_common.h"
 #include "strategy.h"
 
 #define NAME     "magnitude"
-#define PAR_MIN  (1 << 15) /* tensors smaller than this are pruned on one thread */
 #define ALLOC_BY "global magnitude threshold"
 
 enum { SCOPE_ROW = 0, SCOPE_TENSOR, SCOPE_GLOBAL };
@@ -43,6 +43,7 @@ static const cce_param magnitude_params[] = {
      "compare |w| within each output row, each tensor, or all planned tensors"},
     {"nm", CCE_PARAM_NM, NULL, 0, 0, 0, NULL,
      "keep the N largest |w| of every M along the input (2:4); replaces ratio"},
+    CCE_OWL_PARAMS,
     {NULL, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
@@ -50,14 +51,25 @@ typedef struct magnitude_priv {
     int scope;
     int nm_n, nm_m; /* 0 without N:M */
     int planned;    /* the global threshold has been allocated */
+    int owl;        /* alloc = owl */
+    double owl_m, owl_lambda;
 } magnitude_priv;
 
 static cce_status magnitude_init(void *priv, const cce_params *p) {
     magnitude_priv *mp = priv;
     const char *scope;
     cce_status s = cce_params_get_enum(p, "scope", &scope, &mp->scope);
-    if (s) return s;
+    if (s || (s = cce_params_get_float(p, "owl_m", &mp->owl_m)) ||
+        (s = cce_params_get_float(p, "owl_lambda", &mp->owl_lambda)))
+        return s;
+    mp->owl = cce_owl_requested(p);
+    if (mp->owl && mp->scope == SCOPE_GLOBAL)
+        return cce_fail(CCE_ERR_ARG, NAME ": alloc = owl sets layer ratios; scope = global sets "
+                                          "one threshold: choose one");
     if (!cce_params_has(p, "nm")) return CCE_OK;
+    if (mp->owl)
+        return cce_fail(CCE_ERR_ARG, NAME ": nm fixes the ratio of every layer; alloc = owl "
+                                          "cannot be combined with it");
     if ((s = cce_params_get_nm(p, "nm", &mp->nm_n, &mp->nm_m))) return s;
     if (cce_params_given(p, "ratio"))
         return cce_fail(CCE_ERR_ARG, NAME ": nm = %d:%d fixes the ratio; do not also give ratio",
@@ -70,182 +82,28 @@ static cce_status magnitude_init(void *priv, const cce_params *p) {
     return CCE_OK;
 }
 
-/* ---- Selection ------------------------------------------------------------------------------- */
-
-static int cmp_float(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-/* Moves the elements of a[lo..hi] below p (partition_below) or equal to p (partition_equal) to the
- * front and returns the end of that part. Branch-free: every element is swapped and the front
- * grows by the comparison, since a branch would mispredict on half of random data. */
-static int64_t partition_below(float *a, int64_t lo, int64_t hi, float p) {
-    int64_t j = lo;
-    for (int64_t i = lo; i <= hi; i++) {
-        float v = a[i];
-        a[i] = a[j];
-        a[j] = v;
-        j += v < p;
-    }
-    return j;
-}
-
-static int64_t partition_equal(float *a, int64_t lo, int64_t hi, float p) {
-    int64_t j = lo;
-    for (int64_t i = lo; i <= hi; i++) {
-        float v = a[i];
-        a[i] = a[j];
-        a[j] = v;
-        j += v == p;
-    }
-    return j;
-}
-
-/* The value that sorted order puts at index k of a[0..n) (a is permuted), and in *less how many
- * elements are strictly smaller. Quickselect: median-of-three pivot, then one pass splits off the
- * elements below it and, if k is not among those, a second the elements equal to it, so runs of
- * equal values (zeros of an already pruned tensor) cost one pass. Invariant: everything left of
- * lo is smaller than, and everything right of hi larger than, every element of [lo, hi]. After
- * O(log n) rounds without convergence (adversarial pivots) the rest is sorted. */
-static float select_kth(float *a, int64_t n, int64_t k, int64_t *less) {
-    int64_t lo = 0, hi = n - 1;
-    int budget = 16;
-    for (int64_t m = n; m > 1; m >>= 1) budget += 2;
-    while (hi > lo) {
-        if (budget-- == 0) {
-            qsort(a + lo, (size_t)(hi - lo + 1), sizeof *a, cmp_float);
-            int64_t i = k;
-            while (i > lo && a[i - 1] == a[k]) i--;
-            *less = i;
-            return a[k];
-        }
-        float x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi];
-        float p = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
-        int64_t below = partition_below(a, lo, hi, p); /* [lo, below) < p */
-        if (k < below) {
-            hi = below - 1;
-            continue;
-        }
-        int64_t upto = partition_equal(a, below, hi, p); /* [below, upto) == p, the rest > p */
-        if (k < upto) {
-            *less = below;
-            return p;
-        }
-        lo = upto;
-    }
-    *less = lo;
-    return a[k];
-}
-
-/* Zeroes the k smallest |w| of w[0..n) of a small group (n <= 16): a weight goes if fewer than k
- * weights rank before it (smaller, or equal and earlier). Returns the sum of squares removed. */
-static double prune_small_group(float *w, int64_t n, int64_t k) {
-    float a[16];
-    double removed = 0;
-    for (int64_t j = 0; j < n; j++) a[j] = fabsf(w[j]);
-    for (int64_t j = 0; j < n; j++) {
-        int64_t rank = 0;
-        for (int64_t i = 0; i < n; i++) rank += a[i] < a[j] || (a[i] == a[j] && i < j);
-        if (rank < k) removed += (double)w[j] * w[j], w[j] = 0;
-    }
-    return removed;
-}
-
-/* Zeroes the k smallest |w| of w[0..n), earlier positions first among ties. scratch: [n].
- * Returns the sum of squares removed. */
-static double prune_smallest(float *w, int64_t n, int64_t k, float *scratch) {
-    double removed = 0;
-    if (k <= 0) return 0;
-    if (k >= n) {
-#pragma omp simd reduction(+ : removed)
-        for (int64_t j = 0; j < n; j++) removed += (double)w[j] * w[j], w[j] = 0;
-        return removed;
-    }
-    if (n <= 16) return prune_small_group(w, n, k);
-    for (int64_t j = 0; j < n; j++) scratch[j] = fabsf(w[j]);
-    int64_t less;
-    float t = select_kth(scratch, n, k - 1, &less);
-#pragma omp simd reduction(+ : removed)
-    for (int64_t j = 0; j < n; j++) { /* everything below the threshold goes */
-        float v = w[j];
-        int drop = fabsf(v) < t;
-        removed += drop ? (double)v * v : 0.0;
-        w[j] = drop ? 0.0f : v;
-    }
-    int64_t ties = k - less; /* >= 1: weights equal to t that go, earlier ones first */
-    for (int64_t j = 0; j < n && ties > 0; j++) {
-        if (fabsf(w[j]) == t) {
-            removed += (double)w[j] * w[j];
-            w[j] = 0;
-            ties--;
-        }
-    }
-    return removed;
-}
-
-/* How many of a group of len weights an N:M pattern keeps: N, or ceil(N * len / M) if ragged. */
-static int64_t nm_keep(int64_t len, int n, int m) {
-    return len == m ? n : ((int64_t)n * len + m - 1) / m;
-}
-
 /* ---- Apply ----------------------------------------------------------------------------------- */
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Prunes one tensor at ratio `target` (or by N:M). Fills the report row's measures. */
 static cce_status prune_tensor(const magnitude_priv *mp, cce_job_tensor *jt, cce_report_row *row) {
     cce_tensor *t = jt->weight;
     float *w = t->data; /* [rows, cols] */
     int64_t rows = cce_tensor_rows(t), cols = cce_tensor_cols(t), numel = rows * cols;
-    double norm2 = 0, removed = 0;
-#pragma omp simd reduction(+ : norm2)
-    for (int64_t j = 0; j < numel; j++) norm2 += (double)w[j] * w[j];
+    double norm2 = cce_prune_norm2(w, numel), removed = 0;
     int64_t slots = numel; /* values the sparse encoding stores */
-    int by_row = mp->nm_m > 0 || mp->scope == SCOPE_ROW;
-    int threads = numel >= PAR_MIN ? omp_get_max_threads() : 1;
-    float *scratch = malloc((size_t)(by_row ? threads * cols : numel) * sizeof *scratch); /* [n] */
-    if (!scratch) return cce_fail(CCE_ERR_NOMEM, NAME ": %s: out of memory", jt->name);
-
-    if (mp->nm_m > 0 && jt->target > 0) {
-        int64_t full = cols / mp->nm_m, tail = cols % mp->nm_m;
-        slots = rows * (full * mp->nm_n + (tail ? nm_keep(tail, mp->nm_n, mp->nm_m) : 0));
-#pragma omp parallel for schedule(static) reduction(+ : removed) num_threads(threads)
-        for (int64_t r = 0; r < rows; r++) {
-            float *s = scratch + (size_t)omp_get_thread_num() * cols; /* [cols] */
-            for (int64_t g = 0; g < cols; g += mp->nm_m) {
-                int64_t len = cols - g < mp->nm_m ? cols - g : mp->nm_m;
-                removed += prune_smallest(w + r * cols + g, len,
-                                          len - nm_keep(len, mp->nm_n, mp->nm_m), s);
-            }
-        }
-    } else if (mp->nm_m == 0 && mp->scope == SCOPE_ROW) {
-        int64_t k = cce_ratio_count(jt->target, cols);
-#pragma omp parallel for schedule(static) reduction(+ : removed) num_threads(threads)
-        for (int64_t r = 0; r < rows; r++)
-            removed += prune_smallest(w + r * cols, cols, k,
-                                      scratch + (size_t)omp_get_thread_num() * cols);
+    int nm = mp->nm_m > 0 && jt->target > 0;
+    cce_status s = CCE_OK;
+    if (nm || (mp->nm_m == 0 && mp->scope == SCOPE_ROW)) {
+        s = cce_prune_rows(NAME, jt->name, w, rows, cols, NULL, jt->target, nm ? mp->nm_n : 0,
+                           nm ? mp->nm_m : 0, &removed, &slots);
     } else if (mp->nm_m == 0) {
-        removed = prune_smallest(w, numel, cce_ratio_count(jt->target, numel), scratch);
+        float *scratch = malloc((size_t)numel * sizeof *scratch); /* [numel] */
+        if (!scratch) return cce_fail(CCE_ERR_NOMEM, NAME ": %s: out of memory", jt->name);
+        removed = cce_prune_smallest(w, NULL, numel, cce_ratio_count(jt->target, numel), scratch);
+        free(scratch);
     }
-    free(scratch);
-
-    int64_t zeros = 0;
-    for (int64_t j = 0; j < numel; j++) zeros += w[j] == 0.0f;
-    int64_t kept = numel - zeros;
-    row->params_before = numel;
-    row->params_after = kept;
-    row->bytes_before = 4 * numel;
-    row->bytes_after = mp->nm_m > 0 && jt->target > 0
-                           ? cce_sparse_encoded_bytes(numel, slots, mp->nm_m)
-                           : cce_sparse_encoded_bytes(numel, kept, 0);
-    row->bits_per_weight = numel ? 8.0 * (double)row->bytes_after / (double)numel : 0;
-    row->sparsity = numel ? (double)zeros / (double)numel : 0;
-    row->rel_fro_error = norm2 > 0 ? sqrt(removed / norm2) : 0;
+    if (s) return s;
+    cce_prune_fill_row(row, w, numel, norm2, removed, nm ? mp->nm_m : 0, slots);
     return CCE_OK;
 }
 
@@ -263,11 +121,11 @@ static cce_status magnitude_apply(void *priv, cce_block_job *job, cce_report *r)
     for (size_t i = 0; i < job->n; i++) {
         cce_job_tensor *jt = &job->tensors[i];
         if (jt->skip) continue;
-        double t0 = now_seconds();
+        double t0 = cce_prune_now();
         cce_report_row row;
         cce_report_row_init(&row, NAME, job->layer, jt->name);
         cce_status s = prune_tensor(mp, jt, &row);
-        row.seconds = now_seconds() - t0;
+        row.seconds = cce_prune_now() - t0;
         if (s || (s = cce_report_add(r, &row))) return s;
     }
     return CCE_OK;
@@ -321,7 +179,7 @@ static uint32_t radix_select(const pooled *pool, size_t n, int64_t k, int64_t *b
 
 static cce_status magnitude_plan(void *priv, cce_model *m, const cce_calib *calib, cce_plan *plan) {
     magnitude_priv *mp = priv;
-    (void)calib;
+    if (mp->owl) return cce_owl_allocate(m, calib, plan, mp->owl_m, mp->owl_lambda, NAME);
     if (mp->scope != SCOPE_GLOBAL) return CCE_OK;
     if (cce_plan_get_kind(plan) != CCE_PLAN_RATIO)
         return cce_fail(CCE_ERR_ARG, NAME ": needs a ratio plan, not a bit-width plan");

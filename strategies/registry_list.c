@@ -3,8 +3,12 @@
 #include "strategy.h"
 
 extern const cce_strategy cce_strategy_magnitude; /* magnitude.c */
+extern const cce_strategy cce_strategy_wanda;     /* wanda.c */
+extern const cce_strategy cce_strategy_rtn;       /* rtn.c */
+extern const cce_strategy cce_strategy_gptq;      /* gptq.c */
+extern const cce_strategy cce_strategy_sparsegpt; /* sparsegpt.c */
 
 const cce_strategy *const cce_builtin_strategies[] = {
-    &cce_strategy_magnitude,
-    NULL,
+    &cce_strategy_magnitude, &cce_strategy_wanda,     &cce_strategy_rtn,
+    &cce_strategy_gptq,      &cce_strategy_sparsegpt, NULL,
 };

@@ -17,6 +17,7 @@ int cmd_bench(int argc, char **argv);    /* cli/cmd_bench.c */
 int cmd_data(int argc, char **argv);     /* cli/cmd_data.c */
 
 int cmd_strategies(int argc, char **argv); /* cli/cmd_strategies.c */
+int cmd_compress(int argc, char **argv);   /* cli/cmd_compress.c */
 
 /* Prints "cce CMD: error: <status text>: <detail>" to stderr and returns 1. */
 int cli_fail(const char *cmd, cce_status s);

@@ -21,6 +21,7 @@ static const command commands[] = {
     {"bench", cmd_bench, "measure evaluation and generation speed against machine bounds"},
     {"data", cmd_data, "list, verify and provision the datasets of the manifest"},
     {"strategies", cmd_strategies, "list compression strategies and their parameters"},
+    {"compress", cmd_compress, "compress a model with strategies in sequence; writes the variant"},
 };
 
 static void usage(FILE *f) {

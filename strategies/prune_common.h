@@ -1,0 +1,43 @@
+/* Pruning machinery shared by the magnitude and Wanda strategies: the counting rule, exact
+ * selection of the k smallest scores of a row (quickselect, earlier positions first among ties),
+ * N:M groups, and report rows.
+ *
+ * A weight's score is |w_j| * scale[j]: scale NULL gives magnitude (|w|), scale = the input
+ * column norms ||X_j|| gives Wanda. Scores are computed in float, the same way everywhere, so a
+ * threshold found on a copy of the scores selects exactly the same weights in the row. */
+#ifndef CCE_PRUNE_COMMON_H
+#define CCE_PRUNE_COMMON_H
+
+#include <stdint.h>
+
+#include "strategy.h"
+
+/* Zeroes the k lowest-scoring weights of w[0..n), earlier positions first among ties; weights
+ * already zero count when they are among the lowest. scale [n] or NULL; scratch [n] (unused for
+ * n <= 16). Returns the sum of squares removed. */
+double cce_prune_smallest(float *w, const float *scale, int64_t n, int64_t k, float *scratch);
+
+/* How many of a group of len weights an N:M pattern keeps: N, or ceil(N * len / M) if ragged. */
+int64_t cce_prune_nm_keep(int64_t len, int n, int m);
+
+/* Prunes every row of w [rows, cols] (parallel over rows for large tensors): with nm_m > 0 the
+ * N:M pattern along the input (a ragged last group keeps cce_prune_nm_keep), else
+ * cce_ratio_count(ratio, cols) weights per row. scale [cols] or NULL. *removed receives the sum
+ * of squares removed and *slots the values a sparse encoding stores (kept by the pattern for
+ * N:M; unused otherwise). CCE_ERR_NOMEM names the strategy and tensor. */
+cce_status cce_prune_rows(const char *strategy, const char *tensor, float *w, int64_t rows,
+                          int64_t cols, const float *scale, double ratio, int nm_n, int nm_m,
+                          double *removed, int64_t *slots);
+
+/* Fills the measures of a report row after pruning w [numel] whose squared norm before was
+ * norm2 and of which `removed` (sum of squares) went. nm_m > 0 with slots: N:M encoding. */
+void cce_prune_fill_row(cce_report_row *row, const float *w, int64_t numel, double norm2,
+                        double removed, int nm_m, int64_t slots);
+
+/* Sum of squares of w [n] in double. */
+double cce_prune_norm2(const float *w, int64_t n);
+
+/* Monotonic wall time in seconds. */
+double cce_prune_now(void);
+
+#endif
