@@ -1,0 +1,69 @@
+/* The Llama forward pass (DESIGN section 6): whole windows through GEMM for evaluation and
+ * calibration, KV-cache decoding for generation, and hooks that expose the input of every
+ * linear layer.
+ *
+ * Per layer l (skipped when the layer is marked removed):
+ *   x  = RMSNorm(h) * attn_norm                      (eps = config norm_eps)
+ *   q, k, v = x Wq^T, x Wk^T, x Wv^T; RoPE on q and k (rotate-half, theta = config rope_theta)
+ *   o  = concat over heads of softmax_causal(q_h k_{kv(h)}^T / sqrt(head_dim)) v_{kv(h)}
+ *   h += o Wo^T
+ *   x' = RMSNorm(h) * ffn_norm;  a = silu(x' Wg^T) * (x' Wu^T);  h += a Wd^T
+ * then logits = RMSNorm(h) * norm  Wcls^T (Wcls = embed_tokens when tied).
+ * Widths (hidden_dim, n_heads, n_kv_heads, kv_of_head) are each layer's own (cce_model_layer).
+ *
+ * Threads: projections are single cblas_sgemm / cblas_sgemv calls that use OpenBLAS's own
+ * threads; norms, RoPE, softmax rows and decode attention heads use OpenMP loops. No BLAS call is
+ * made inside an OpenMP region. A forward is not thread-safe: one caller at a time. */
+#ifndef CCE_FORWARD_H
+#define CCE_FORWARD_H
+
+#include <stdint.h>
+
+#include "model.h"
+#include "status.h"
+
+typedef struct cce_forward cce_forward;
+
+/* Loads all weights of m (cce_model_load_all), checks shapes against the per-layer widths,
+ * allocates activations for windows of up to max_tokens tokens and a KV cache of seq_len.
+ * m is borrowed and must outlive the forward; its tensors must not be replaced while the forward
+ * lives (the forward keeps pointers to them). Caller owns *out (cce_forward_free). */
+cce_status cce_forward_new(cce_model *m, int max_tokens, cce_forward **out);
+void cce_forward_free(cce_forward *f);
+
+/* One window: tokens[0..T-1] at positions 0..T-1, causal attention, all through GEMM.
+ * logits: caller's buffer [T, vocab]. T <= max_tokens and <= seq_len.
+ * The window's keys and values are left in the KV cache, so cce_forward_token may continue the
+ * sequence at position T. */
+cce_status cce_forward_window(cce_forward *f, const int32_t *tokens, int T, float *logits);
+
+/* KV-cache decoding: one token at position pos (pos 0 restarts the sequence; positions must
+ * follow each other). logits: caller's buffer [vocab]. */
+cce_status cce_forward_token(cce_forward *f, int32_t token, int pos, float *logits);
+
+typedef enum cce_hook_point {
+    CCE_HOOK_BLOCK_IN,
+    CCE_HOOK_ATTN_IN,
+    CCE_HOOK_O_IN,
+    CCE_HOOK_FFN_IN,
+    CCE_HOOK_DOWN_IN,
+    CCE_HOOK_BLOCK_OUT
+} cce_hook_point;
+
+/* Called during cce_forward_window with x [rows, cols] for every layer and point:
+ * BLOCK_IN = residual h_l, ATTN_IN = RMSNorm(h) (input of q/k/v), O_IN = concatenated head
+ * outputs (input of o_proj), FFN_IN = input of gate/up, DOWN_IN = silu(gate)*up (input of
+ * down_proj), BLOCK_OUT = h_{l+1}. x is borrowed for the call only.
+ * rows = T; cols = dim, dim, n_heads*head_dim, dim, hidden_dim, dim (the layer's own widths).
+ * A removed layer reports only BLOCK_IN and BLOCK_OUT (equal). Hooks are called from the
+ * calling thread, outside any parallel region, in layer order. */
+typedef void (*cce_hook_fn)(void *user, int layer, cce_hook_point point, const float *x, int rows,
+                            int cols);
+/* Installs (fn != NULL) or removes (fn == NULL) the hook; user is borrowed. */
+void cce_forward_set_hook(cce_forward *f, cce_hook_fn fn, void *user);
+
+/* The model the forward runs (borrowed) and its window capacity. */
+cce_model *cce_forward_model(const cce_forward *f);
+int cce_forward_max_tokens(const cce_forward *f);
+
+#endif

@@ -1,0 +1,139 @@
+/* KV-cache decoding: one token at a time, every projection one cblas_sgemv (the weights are
+ * streamed once per token), attention over the cached keys (transposed, see forward_internal.h)
+ * and values with query heads in parallel. */
+#include <math.h>
+#include <string.h>
+
+#include "forward_internal.h"
+#include "kernels.h"
+
+/* Below this many multiply-adds the heads run on the calling thread. */
+#define DECODE_PARALLEL_MIN 4096
+
+/* att [n] = scale * q kt[:, 0..n): the head's scores, vectorised over positions, four key
+ * dimensions per pass. q [hd], kt [hd][ldk]. */
+static void scores_token(float *att, const float *q, const float *kt, int ldk, int hd, int n,
+                         float scale) {
+#pragma omp simd
+    for (int t = 0; t < n; t++) att[t] = 0.0f;
+    int d = 0;
+    for (; d + 4 <= hd; d += 4) {
+        const float *k0 = kt + (size_t)d * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
+        float q0 = scale * q[d], q1 = scale * q[d + 1], q2 = scale * q[d + 2],
+              q3 = scale * q[d + 3];
+#pragma omp simd
+        for (int t = 0; t < n; t++)
+            att[t] = fmaf(q0, k0[t], fmaf(q1, k1[t], fmaf(q2, k2[t], fmaf(q3, k3[t], att[t]))));
+    }
+    for (; d < hd; d++) {
+        const float *k0 = kt + (size_t)d * ldk;
+        float q0 = scale * q[d];
+#pragma omp simd
+        for (int t = 0; t < n; t++) att[t] = fmaf(q0, k0[t], att[t]);
+    }
+}
+
+/* o[d0 .. d0+w) = sum over t < n of p[t] v[t][d0 .. d0+w), with four independent accumulators
+ * (positions t mod 4) so that the multiply-adds do not wait on each other. Inlined with a
+ * constant w (16 or 8) the accumulators stay in registers. v: row stride ldv. */
+static inline void values_token_chunk(float *o, const float *p, const float *v, int ldv, int n,
+                                      int d0, int w) {
+    float acc[4][16] = {{0}};
+    int t = 0;
+    for (; t + 4 <= n; t += 4)
+        for (int k = 0; k < 4; k++) {
+            const float *vt = v + (size_t)(t + k) * ldv + d0; /* [w] */
+            float pk = p[t + k];
+#pragma omp simd
+            for (int c = 0; c < w; c++) acc[k][c] = fmaf(pk, vt[c], acc[k][c]);
+        }
+    for (; t < n; t++) {
+        const float *vt = v + (size_t)t * ldv + d0;
+#pragma omp simd
+        for (int c = 0; c < w; c++) acc[0][c] = fmaf(p[t], vt[c], acc[0][c]);
+    }
+#pragma omp simd
+    for (int c = 0; c < w; c++) o[d0 + c] = (acc[0][c] + acc[1][c]) + (acc[2][c] + acc[3][c]);
+}
+
+/* o [hd] = p [n] times v [n, hd] (row stride ldv). */
+static void values_token(float *o, const float *p, const float *v, int ldv, int hd, int n) {
+    int d0 = 0;
+    for (; d0 + 16 <= hd; d0 += 16) values_token_chunk(o, p, v, ldv, n, d0, 16);
+    if (d0 + 8 <= hd) {
+        values_token_chunk(o, p, v, ldv, n, d0, 8);
+        d0 += 8;
+    }
+    if (d0 < hd) values_token_chunk(o, p, v, ldv, n, d0, hd - d0);
+}
+
+/* Stores the new key k [kv_dim] (RoPE applied) at position pos of the transposed key cache, then
+ * o [q_dim] from q [q_dim] and cache positions 0..pos. Both loops split the same way over the
+ * threads (kv rows, then heads), so each thread mostly reads the cache lines it just wrote. */
+static void attention_token(cce_forward *f, const fwd_layer *L, const float *k, int pos) {
+    int hd = f->cfg.head_dim, n = pos + 1, ldk = f->kv_ld;
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel if ((int64_t)L->n_heads * n * hd >= DECODE_PARALLEL_MIN)
+    {
+#pragma omp for schedule(static)
+        for (int r = 0; r < L->kv_dim; r++) L->kt_cache[(size_t)r * ldk + pos] = k[r];
+#pragma omp for schedule(static)
+        for (int h = 0; h < L->n_heads; h++) {
+            int g = L->kv_of_head[h];
+            const float *kt = L->kt_cache + (size_t)g * hd * ldk; /* [hd][ldk] */
+            const float *vh = L->v_cache + (size_t)g * hd;        /* [n, hd] with stride kv_dim */
+            float *att = f->att + (size_t)h * (size_t)ldk;        /* [n] */
+            float *oh = f->o + (size_t)h * hd;                    /* [hd] */
+            scores_token(att, f->q + (size_t)h * hd, kt, ldk, hd, n, scale);
+            cce_softmax(att, n);
+            values_token(oh, att, vh, L->kv_dim, hd, n);
+        }
+    }
+}
+
+static void block_token(cce_forward *f, const fwd_layer *L, int pos) {
+    const cce_config *c = &f->cfg;
+    int dim = c->dim;
+    if (L->removed) return;
+    cce_rmsnorm(f->x, f->h, L->attn_norm, 1, dim, c->norm_eps);
+    if (L->n_heads > 0) {
+        float *k = f->k_rows;                            /* [kv_dim] */
+        float *v = L->v_cache + (size_t)pos * L->kv_dim; /* [kv_dim] */
+        cce_gemv(f->q, L->wq, f->x, L->q_dim, dim, 0.0f);
+        cce_gemv(k, L->wk, f->x, L->kv_dim, dim, 0.0f);
+        cce_gemv(v, L->wv, f->x, L->kv_dim, dim, 0.0f);
+        cce_rope_apply(f->q, 1, L->q_dim, L->n_heads, c->head_dim, pos, f->cos_tab, f->sin_tab);
+        cce_rope_apply(k, 1, L->kv_dim, L->n_kv_heads, c->head_dim, pos, f->cos_tab, f->sin_tab);
+        attention_token(f, L, k, pos);
+        cce_gemv(f->h, L->wo, f->o, dim, L->q_dim, 1.0f); /* h += Wo o */
+    }
+    cce_rmsnorm(f->x, f->h, L->ffn_norm, 1, dim, c->norm_eps);
+    if (L->hidden_dim > 0) {
+        cce_gemv(f->g, L->wg, f->x, L->hidden_dim, dim, 0.0f);
+        cce_gemv(f->u, L->wu, f->x, L->hidden_dim, dim, 0.0f);
+        cce_swiglu(f->g, f->u, L->hidden_dim);
+        cce_gemv(f->h, L->wd, f->g, dim, L->hidden_dim, 1.0f); /* h += Wd a */
+    }
+}
+
+cce_status cce_forward_token(cce_forward *f, int32_t token, int pos, float *logits) {
+    if (!f || !logits) return cce_fail(CCE_ERR_ARG, "forward token: NULL argument");
+    const cce_config *c = &f->cfg;
+    cce_status s = cce_forward_check_token(f, token, pos);
+    if (s) return s;
+    if (pos < 0 || pos >= c->seq_len)
+        return cce_fail(CCE_ERR_RANGE, "forward token: position %d is outside [0, %d) (seq_len)",
+                        pos, (int)c->seq_len);
+    if (pos != 0 && pos != f->next_pos)
+        return cce_fail(CCE_ERR_ARG,
+                        "forward token: position %d does not follow the cached sequence (next "
+                        "position is %d; 0 restarts)",
+                        pos, f->next_pos);
+    int dim = c->dim;
+    memcpy(f->h, f->embed + (size_t)token * dim, sizeof(float) * dim);
+    for (int l = 0; l < c->n_layers; l++) block_token(f, &f->layers[l], pos);
+    cce_rmsnorm(f->x, f->h, f->final_norm, 1, dim, c->norm_eps);
+    cce_gemv(logits, f->cls, f->x, c->vocab_size, dim, 0.0f); /* [vocab] */
+    f->next_pos = pos + 1;
+    return CCE_OK;
+}

@@ -1,0 +1,74 @@
+/* The state shared by forward.c (lifetime, checks), forward_batch.c (windows through GEMM),
+ * forward_attention.c (window attention) and forward_decode.c (KV-cache decoding). Not a public
+ * header.
+ *
+ * The KV cache keeps values as [pos][kv_dim] and keys transposed, [kv_dim][pos] (positions
+ * contiguous), so that attention scores vectorise over positions in both passes instead of
+ * needing one horizontal sum per (query, key) pair: at head_dim 8 that made decoding attention
+ * several times slower. New keys are computed row-major into k_rows, rotated, then transposed
+ * into the cache. */
+#ifndef CCE_FORWARD_INTERNAL_H
+#define CCE_FORWARD_INTERNAL_H
+
+#include "forward.h"
+
+/* Window attention (forward_attention.c) works on register blocks of CCE_ATT_ROWS query rows
+ * by CCE_ATT_KEY_BLOCK keys; the rows of the transposed key cache are padded to a multiple of
+ * the latter. */
+#define CCE_ATT_ROWS      8
+#define CCE_ATT_KEY_BLOCK 32
+
+typedef struct fwd_layer {
+    int removed;
+    int n_heads, n_kv_heads, hidden_dim;
+    int q_dim, kv_dim;         /* n_heads * head_dim, n_kv_heads * head_dim */
+    const int32_t *kv_of_head; /* [n_heads], borrowed from the model */
+    const float *attn_norm;    /* [dim] */
+    const float *wq, *wk, *wv; /* [q_dim, dim], [kv_dim, dim], [kv_dim, dim] */
+    const float *wo;           /* [dim, q_dim] */
+    const float *ffn_norm;     /* [dim] */
+    const float *wg, *wu, *wd; /* [hidden, dim], [hidden, dim], [dim, hidden] */
+    float *kt_cache;           /* [kv_dim, kv_ld] keys, transposed (inside cce_forward.kv) */
+    float *v_cache;            /* [seq_len, kv_dim] values (inside cce_forward.kv) */
+} fwd_layer;
+
+struct cce_forward {
+    cce_model *model; /* borrowed */
+    cce_config cfg;   /* a copy (the model's may change when it is untied) */
+    int max_tokens;   /* window capacity, <= seq_len */
+    int max_q_dim, max_kv_dim, max_hidden, max_heads;
+    fwd_layer *layers;                     /* [n_layers] */
+    const float *embed, *final_norm, *cls; /* [vocab, dim], [dim], [vocab, dim] (borrowed) */
+
+    float *cos_tab, *sin_tab; /* [seq_len, head_dim/2] RoPE tables */
+    float *kv;                /* all layers' caches: per layer kt_cache then v_cache */
+    int kv_ld;                /* row length of kt_cache: seq_len rounded up to CCE_ATT_KEY_BLOCK */
+
+    /* Activations, sized for max_tokens rows. */
+    float *h;         /* [max_tokens, dim] residual stream */
+    float *x;         /* [max_tokens, dim] normalised input of a block half */
+    float *q;         /* [max_tokens, max_q_dim] queries */
+    float *o;         /* [max_tokens, max_q_dim] concatenated head outputs */
+    float *g;         /* [max_tokens, max_hidden] gate, then silu(gate) * up */
+    float *u;         /* [max_tokens, max_hidden] up */
+    float *k_rows;    /* [max_tokens, max_kv_dim] new keys, row-major, before transposition */
+    float *att;       /* window: [n_threads][CCE_ATT_ROWS, att_ld]; decode: [max_heads, kv_ld] */
+    float *att_spare; /* [n_threads][CCE_ATT_ROWS, head_dim] outputs of padding query rows */
+    int att_ld;       /* max_tokens rounded up to a multiple of CCE_ATT_KEY_BLOCK */
+    int n_threads;    /* OpenMP threads the window attention is sized for */
+
+    int next_pos; /* the position cce_forward_token accepts next (besides 0) */
+    cce_hook_fn hook;
+    void *hook_user;
+};
+
+/* Causal grouped-query attention of a window of T tokens: transposes the window's keys
+ * (f->k_rows [T, kv_dim], RoPE applied) into the layer's key cache, then computes f->o [T, q_dim]
+ * from f->q [T, q_dim] (RoPE applied) and cache positions 0..T-1. Runs its own OpenMP region;
+ * calls no BLAS. */
+void cce_attention_window(cce_forward *f, const fwd_layer *L, int T);
+
+/* Checks one token id against the vocabulary (CCE_ERR_RANGE naming the index). */
+cce_status cce_forward_check_token(const cce_forward *f, int32_t token, int index);
+
+#endif
