@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "encoding.h"
 #include "owl.h"
 
 static double now_seconds(void) {
@@ -184,6 +185,67 @@ static cce_status finish_tensor(driver *d, const cce_plan_row *decision, int bit
     return CCE_OK;
 }
 
+/* How a changed tensor is stored (compress.h, "Encodings"): the strategy's encoding, composed
+ * with the pattern of the weights that were zero before the step, kept only when smaller than
+ * float32 and checked to decode to exactly the tensor. The report rows of this tensor from this
+ * job [first, n) then give the stored bytes. *out NULL: plain float32. */
+static cce_status encode_tensor(driver *d, const cce_tensor *before, cce_job_tensor *jt,
+                                size_t first, cce_encoding **out) {
+    *out = NULL;
+    cce_encoding *e = jt->encoding;
+    jt->encoding = NULL;
+    if (!e) return CCE_OK;
+    const cce_tensor *after = jt->weight;
+    int64_t numel = cce_tensor_numel(after), zeros_before = 0;
+    cce_status st = CCE_OK;
+    if (e->ndim != after->ndim || memcmp(e->shape, after->shape, sizeof e->shape) != 0)
+        st = cce_fail(CCE_ERR_INTERNAL, "compress: %s: the strategy's encoding has another shape",
+                      jt->name);
+    if (!st && e->quant && e->pattern == CCE_SPARSE_NONE && cce_tensor_same_shape(before, after)) {
+        for (int64_t j = 0; j < numel; j++) zeros_before += before->data[j] == 0.0f;
+        const cce_encoding *prev = NULL;
+        if (zeros_before > 0 && !(st = cce_model_tensor_encoding(d->variant, jt->name, &prev))) {
+            int nm = prev && prev->pattern == CCE_SPARSE_NM;
+            st = cce_encoding_add_pattern(e, before->data, nm ? prev->nm_n : 0, nm ? prev->nm_m : 0,
+                                          jt->name);
+            /* without an earlier pattern, the mask only when the kept codes plus the mask are
+             * smaller than all codes (cce_quant_encoded_bytes) */
+            if (!st && !nm && !(prev && prev->pattern) &&
+                cce_encoding_code_bytes(e) + cce_encoding_pattern_bytes(e) >=
+                    cce_quant_packed_bytes(numel, e->quant->spec.bits))
+                cce_encoding_drop_pattern(e);
+        }
+    }
+    float *check = st ? NULL : malloc((size_t)(numel ? numel : 1) * sizeof *check); /* [numel] */
+    if (!st && !check) st = cce_fail(CCE_ERR_NOMEM, "compress: %s: encoding check", jt->name);
+    if (!st && !(st = cce_encoding_decode(e, check)) &&
+        memcmp(check, after->data, (size_t)numel * sizeof *check) != 0)
+        st = cce_fail(CCE_ERR_INTERNAL,
+                      "compress: %s: the strategy's encoding does not decode to the tensor it "
+                      "returned",
+                      jt->name);
+    free(check);
+    if (st) {
+        cce_encoding_free(e);
+        return st;
+    }
+    int64_t bytes = cce_encoding_stored_bytes(e);
+    if (bytes >= 4 * numel) { /* no smaller than float32: stored plain */
+        cce_encoding_free(e);
+        return CCE_OK;
+    }
+    cce_report *r = &d->res->report;
+    for (size_t i = first; i < r->n; i++) {
+        cce_report_row *row = &r->rows[i];
+        if (strcmp(row->tensor, jt->name)) continue;
+        row->bytes_after = bytes;
+        if (row->params_before > 0)
+            row->bits_per_weight = 8.0 * (double)bytes / (double)row->params_before;
+    }
+    *out = e;
+    return CCE_OK;
+}
+
 /* The tensor names of a job: a block's present tensors, or those outside the blocks. */
 static size_t job_names(cce_model *m, int layer, char names[CCE_LT_COUNT][CCE_PLAN_NAME_MAX]) {
     size_t n = 0;
@@ -197,6 +259,24 @@ static size_t job_names(cce_model *m, int layer, char names[CCE_LT_COUNT][CCE_PL
     if (!cce_model_config(m)->tied_embeddings)
         snprintf(names[n++], CCE_PLAN_NAME_MAX, "%s", cce_global_tensor_name(CCE_GT_LM_HEAD));
     return n;
+}
+
+/* A job's pending widths or removal, applied to the variant with the job's changed tensors
+ * (cce_model_reshape_layer / cce_model_remove_layer). A block job holds its layer's tensors in
+ * cce_layer_tensor order (job_names), so slot i is tensor kind i. */
+static cce_status apply_layer_shape(driver *d, cce_block_job *job, const int *changed) {
+    if (job->new_shape.removed) return cce_model_remove_layer(d->variant, job->layer);
+    cce_tensor *fresh[CCE_LT_COUNT] = {0};
+    for (size_t i = 0; i < job->n && i < CCE_LT_COUNT; i++)
+        if (changed[i]) fresh[i] = job->tensors[i].weight;
+    cce_status st = cce_model_reshape_layer(d->variant, job->layer, &job->new_shape, fresh);
+    if (st) {
+        cce_error_prefix("%s: ", job->tensors[0].name);
+        return st;
+    }
+    for (size_t i = 0; i < job->n && i < CCE_LT_COUNT; i++)
+        if (changed[i]) cce_block_job_take(job, i); /* the variant owns it now */
+    return CCE_OK;
 }
 
 /* One block job of step k: copies in, apply, changed tensors into the variant. */
@@ -235,19 +315,35 @@ static cce_status run_job(driver *d, size_t k, cce_strategy_instance *inst, cons
     }
     job->model = d->variant;
     job->calib = calib;
-    job->can_resize = 0;
+    job->can_resize = (s->needs & CCE_NEEDS_RESIZE) != 0;
     size_t first = d->res->report.n;
     if (!st) st = cce_strategy_instance_apply(inst, job, &d->res->report);
     int bits_plan = cce_plan_get_kind(plan) == CCE_PLAN_BITS;
     int changed[CCE_LT_COUNT] = {0};
-    for (size_t i = 0; i < n && !st; i++)
-        if (!job->tensors[i].skip)
+    /* A removed block is reported by its strategy; a resized tensor by its strategy too (only
+     * it knows which rows and columns went). */
+    int removed = !st && job->reshaped && job->new_shape.removed;
+    for (size_t i = 0; i < n && !st && !removed; i++) {
+        if (job->tensors[i].skip) continue;
+        if (!cce_tensor_same_shape(current[i], job->tensors[i].weight))
+            changed[i] = 1;
+        else
             st = finish_tensor(d, &rows[i], bits_plan, calib, current[i], job->tensors[i].weight,
                                first, &changed[i]);
+    }
+    if (!st && job->reshaped) {
+        st = apply_layer_shape(d, job, changed);
+        n = 0; /* nothing left to put */
+    }
     for (size_t i = 0; i < n && !st; i++) {
         if (!changed[i]) continue;
+        cce_encoding *enc = NULL;
+        if ((st = encode_tensor(d, current[i], &job->tensors[i], first, &enc))) break;
         cce_tensor *t = cce_block_job_take(job, i);
-        if ((st = cce_model_put_tensor(d->variant, names[i], t))) cce_tensor_free(t);
+        if ((st = cce_model_put_encoded(d->variant, names[i], t, enc))) {
+            cce_tensor_free(t);
+            cce_encoding_free(enc);
+        }
     }
     if (st) d->res->report.n = first;
     cce_block_job_free(job);
@@ -320,14 +416,16 @@ static void totals_finish(cce_compress_totals *t) {
         t->params_before ? 8.0 * (double)t->bytes_after / (double)t->params_before : 0;
 }
 
-static void summarize(cce_model *variant, cce_compress_result *res) {
+/* Sizes before are the base's: structured steps shrink tensors and layer removal drops them,
+ * and their report rows say what is left. */
+static void summarize(cce_model *base, cce_compress_result *res) {
     cce_compress_summary *sum = &res->summary;
-    size_t n = cce_model_tensor_count(variant);
+    size_t n = cce_model_tensor_count(base);
     for (size_t i = 0; i < n; i++) {
-        const char *name = cce_model_tensor_name_at(variant, i);
+        const char *name = cce_model_tensor_name_at(base, i);
         int ndim;
         int64_t shape[4], numel = 1;
-        cce_model_tensor_shape_at(variant, i, &ndim, shape);
+        cce_model_tensor_shape_at(base, i, &ndim, shape);
         for (int k = 0; k < ndim; k++) numel *= shape[k];
         int64_t params = numel, bytes = 4 * numel;
         for (size_t r = res->report.n; r-- > 0;) /* the last step that touched it */
@@ -396,7 +494,7 @@ cce_status cce_compress(cce_model *base, cce_strategy_instance *const *steps, si
         cce_compress_result_clear(result);
         return st;
     }
-    summarize(d.variant, result);
+    summarize(base, result);
     result->summary.seconds = now_seconds() - t0;
     *variant = d.variant;
     return CCE_OK;

@@ -30,8 +30,26 @@
  * with q its bytes_after (DESIGN 5: the quantizer sees only the kept values, and the mask is
  * stored).
  *
- * Tensor shapes are kept (jobs do not grant resizing yet): a strategy that asks for it gets
- * CCE_ERR_STATE from cce_block_job_resize.
+ * Resizing: jobs of a strategy whose descriptor has CCE_NEEDS_RESIZE grant it (can_resize). After
+ * a successful apply, a pending removal (cce_block_job_remove_layer) removes the block from the
+ * variant (cce_model_remove_layer), and pending widths (cce_block_job_set_shape) are applied with
+ * the resized tensors in one cce_model_reshape_layer call. The strategy fills the report rows of
+ * resized and removed tensors itself (the driver cannot compare tensors of different shapes).
+ * Other strategies' jobs do not grant resizing: cce_block_job_resize gives them CCE_ERR_STATE.
+ * The summary's sizes before are the base's, so removed and shrunk tensors count as removed.
+ *
+ * Encodings (encoding.h). A strategy may hand back how a tensor is stored (cce_job_tensor.
+ * encoding: a quant payload, a sparse pattern). The driver keeps it with the variant's tensor
+ * (cce_model_put_encoded), so that saving writes the compressed form:
+ *   - a quant payload of a tensor that had zeros before the step gets their pattern: the earlier
+ *     step's N:M pattern, or else the mask of the non-zeros when the kept codes plus the mask
+ *     are smaller than all codes ("sparse+quant"; codes outside the pattern are zero codes);
+ *   - an encoding no smaller than float32 is dropped (the tensor is stored plain);
+ *   - the encoding must decode bit for bit to the tensor (CCE_ERR_INTERNAL naming it otherwise),
+ *     so a saved variant loads back to exactly the in-memory one;
+ *   - the step's report rows of the tensor then give the stored bytes (bytes_after, bits per
+ *     weight), which are what the file's datasets of that tensor hold.
+ * A tensor a strategy changes without an encoding is stored as plain float32.
  *
  * On failure nothing is returned: the variant and every plan are freed, the base is untouched. */
 #ifndef CCE_COMPRESS_H

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "encoding.h"
 #include "model_internal.h"
 #include "store.h"
 
@@ -363,7 +364,10 @@ void cce_model_free(cce_model *m) {
         for (int l = 0; l < m->cfg.n_layers; l++) free(m->layers[l].kv_of_head);
     free(m->layers);
     if (m->slots)
-        for (size_t i = 0; i < m->n_slots; i++) cce_tensor_free(m->slots[i].t);
+        for (size_t i = 0; i < m->n_slots; i++) {
+            cce_tensor_free(m->slots[i].t);
+            cce_encoding_free(m->slots[i].enc);
+        }
     free(m->slots);
     free(m->order);
     if (!m->tok_borrowed) cce_tokenizer_free(m->tok);
@@ -423,8 +427,11 @@ static cce_status slot_tensor(cce_model *m, size_t i, cce_tensor **out) {
     if (!sl->t) {
         if (!m->store) return cce_fail(CCE_ERR_INTERNAL, "tensor %s has no data", sl->name);
         cce_tensor *t;
-        cce_status s = cce_store_read_tensor(m->store, m->cfg.n_layers, sl->name, &t);
+        cce_encoding *enc = NULL;
+        cce_status s = cce_store_read_encoded(m->store, m->cfg.n_layers, sl->name, &t, &enc);
         if (s) return s;
+        cce_encoding_free(sl->enc);
+        sl->enc = enc; /* freed with the slot if the checks below fail */
         if (!shape_equal(t->ndim, t->shape, sl->ndim, sl->shape)) {
             char got[96], want[96];
             shape_text(t->ndim, t->shape, got, sizeof got);
@@ -501,6 +508,8 @@ cce_status cce_model_put_tensor(cce_model *m, const char *name, cce_tensor *t) {
     if (sl->t != t) cce_tensor_free(sl->t);
     sl->t = t;
     sl->shared = 0;
+    cce_encoding_free(sl->enc);
+    sl->enc = NULL;
     if (i == m->n_slots - 1) m->cfg.tied_embeddings = 0;
     if (!sl->present) {
         sl->present = 1;
@@ -571,6 +580,60 @@ cce_status cce_model_check_finite(cce_model *m) {
     return CCE_OK;
 }
 
+/* ---- Encodings ------------------------------------------------------------------------------- */
+
+/* The encoding of a loaded slot: its own, or for a variant's shared view the base's (NULL when
+ * the encoding no longer matches the tensor's shape). */
+static const cce_encoding *slot_encoding(const cce_model *m, const model_slot *sl) {
+    const cce_encoding *e = sl->enc;
+    if (!e && sl->shared && m->base) {
+        size_t j = model_slot_index(m->base, sl->name);
+        if (j != (size_t)-1) e = slot_encoding(m->base, &m->base->slots[j]);
+    }
+    if (e && sl->t && (e->ndim != sl->t->ndim || memcmp(e->shape, sl->t->shape, sizeof e->shape)))
+        return NULL;
+    return e;
+}
+
+cce_status cce_model_put_encoded(cce_model *m, const char *name, cce_tensor *t, cce_encoding *enc) {
+    if (enc && t && (enc->ndim != t->ndim || memcmp(enc->shape, t->shape, sizeof enc->shape)))
+        return cce_fail(CCE_ERR_ARG, "tensor %s: the encoding's shape is not the tensor's",
+                        name ? name : "(null)");
+    cce_status s = cce_model_put_tensor(m, name, t);
+    if (s) return s;
+    m->slots[slot_of_name(&m->cfg, name)].enc = enc;
+    return CCE_OK;
+}
+
+cce_status cce_model_tensor_encoding(cce_model *m, const char *name, const cce_encoding **out) {
+    *out = NULL;
+    size_t i = name ? slot_of_name(&m->cfg, name) : (size_t)-1;
+    if (i == (size_t)-1)
+        return cce_fail(CCE_ERR_NOT_FOUND, "the model has no tensor %s", name ? name : "(null)");
+    i = resolve_tied(m, i);
+    cce_tensor *t;
+    cce_status s = slot_tensor(m, i, &t);
+    if (s) return s;
+    *out = slot_encoding(m, &m->slots[i]);
+    return CCE_OK;
+}
+
+cce_status cce_model_tensor_encoding_text(cce_model *m, size_t i, char *buf, size_t cap) {
+    if (i >= m->n_present) return cce_fail(CCE_ERR_NOT_FOUND, "no tensor number %zu", i);
+    model_slot *sl = &m->slots[m->order[i]];
+    if (sl->t || m->base || !m->store) {
+        const cce_encoding *e;
+        cce_status s = cce_model_tensor_encoding(m, sl->name, &e);
+        if (s) return s;
+        if (e)
+            cce_encoding_describe(e, buf, cap);
+        else if (cap)
+            snprintf(buf, cap, "dense");
+        return CCE_OK;
+    }
+    return cce_store_tensor_encoding_text(m->store, m->cfg.n_layers, sl->name, buf, cap);
+}
+
 /* ---- Saving ---------------------------------------------------------------------------------- */
 
 cce_status cce_model_save(cce_model *m, const char *path, const cce_save_options *opts) {
@@ -585,15 +648,19 @@ cce_status cce_model_save(cce_model *m, const char *path, const cce_save_options
     for (size_t k = 0; k < m->n_present; k++) {
         model_slot *sl = &m->slots[m->order[k]];
         if (sl->t) {
-            s = cce_store_write_tensor(w, n_layers, sl->name, sl->t);
+            s = cce_store_write_encoded(w, n_layers, sl->name, sl->t, slot_encoding(m, sl));
         } else {
             /* Not loaded: copy through without keeping it, so a large model is saved tensor by
              * tensor within bounded memory. */
             cce_tensor *t;
             if ((s = slot_tensor(m, m->order[k], &t))) goto fail;
-            s = cce_store_write_tensor(w, n_layers, sl->name, t);
+            s = cce_store_write_encoded(w, n_layers, sl->name, t, slot_encoding(m, sl));
             cce_tensor_free(sl->t);
             sl->t = NULL;
+            if (!m->base) {
+                cce_encoding_free(sl->enc);
+                sl->enc = NULL;
+            }
         }
         if (s) goto fail;
     }

@@ -120,6 +120,24 @@ cce_status cce_model_global_tensor(cce_model *m, cce_global_tensor which, cce_te
  * lm_head.weight into a tied model unties it. */
 cce_status cce_model_put_tensor(cce_model *m, const char *name, cce_tensor *t);
 
+/* Encodings (encoding.h): how a compressed tensor is stored. The model always presents the dense
+ * float32 tensor (decoded when it is read from a file) and keeps the encoding beside it, so that
+ * cce_model_save writes the compressed form. cce_model_put_tensor drops a tensor's encoding. */
+typedef struct cce_encoding cce_encoding;
+
+/* Like cce_model_put_tensor, and the tensor is stored under enc (NULL: plain float32), whose
+ * decoded values must be t's. The model takes ownership of both on success; on failure both stay
+ * the caller's (CCE_ERR_ARG also for an encoding of another shape). */
+cce_status cce_model_put_encoded(cce_model *m, const char *name, cce_tensor *t, cce_encoding *enc);
+
+/* The encoding of tensor `name` (*out NULL: plain float32), loading the tensor if needed; a
+ * variant's shared tensor has its base's. Borrowed, valid until the tensor is replaced. */
+cce_status cce_model_tensor_encoding(cce_model *m, const char *name, const cce_encoding **out);
+
+/* A description of tensor i's (enumeration order) encoding into buf: "dense", "sparse 2:4 50.0%",
+ * "quant 4-bit group 64 asym". Reads attributes only for a tensor not loaded yet. */
+cce_status cce_model_tensor_encoding_text(cce_model *m, size_t i, char *buf, size_t cap);
+
 /* The name of a block tensor ("layers.3.mlp.down_proj.weight") into buf. */
 void cce_layer_tensor_name(int layer, cce_layer_tensor which, char *buf, size_t bufsize);
 const char *cce_global_tensor_name(cce_global_tensor which);
@@ -177,5 +195,27 @@ int cce_model_tensor_is_shared(const cce_model *m, const char *name);
 
 /* Number of tensors a variant owns (those put into it); 0 for other models. */
 size_t cce_model_owned_tensor_count(const cce_model *m);
+
+/* ---- Layer shapes (model_shape.c) ----------------------------------------------------------
+ *
+ * Structured compression changes a layer's widths. Since cce_model_put_tensor checks shapes
+ * against the layer shapes, the widths and the tensors of the new widths change in one call. */
+
+/* Gives layer `layer` new widths and puts its tensors of the new shapes. shape: hidden_dim in
+ * [1, config hidden_dim], n_heads in [1, config n_heads], n_kv_heads in [1, config n_kv_heads],
+ * kv_of_head [n_heads] with values in [0, n_kv_heads) (copied; `removed` must be 0: use
+ * cce_model_remove_layer). tensors [CCE_LT_COUNT], indexed by cce_layer_tensor (NULL array: none
+ * given): a new tensor, or NULL to keep the current one, whose shape must then also fit the new
+ * widths. On success the model owns every given tensor and frees the ones they replace (in a
+ * variant the base is untouched); on failure (CCE_ERR_ARG / CCE_ERR_RANGE naming the layer and the
+ * field or tensor; CCE_ERR_STATE for a removed layer) nothing changes and the tensors stay the
+ * caller's. */
+cce_status cce_model_reshape_layer(cce_model *m, int layer, const cce_layer_shape *shape,
+                                   cce_tensor *const *tensors);
+
+/* Removes block `layer` (ShortGPT): marks it removed, so the forward pass skips it and the store
+ * writes it without tensors, and drops its tensors (numbering is kept). Its widths are kept.
+ * CCE_ERR_RANGE for a layer outside the model; removing a removed layer again is CCE_OK. */
+cce_status cce_model_remove_layer(cce_model *m, int layer);
 
 #endif

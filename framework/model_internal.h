@@ -17,6 +17,7 @@ typedef struct model_slot {
     int64_t shape[CCE_TENSOR_MAX_DIMS]; /* the tensor's shape, known before it is loaded */
     cce_tensor *t;                      /* NULL until loaded (opened models, variants) */
     int shared;                         /* variants: t is a borrowed view of the base's tensor */
+    cce_encoding *enc; /* how t is stored (encoding.h), owned; NULL: plain float32 */
     char name[NAME_MAX_LEN];
 } model_slot;
 

@@ -613,7 +613,7 @@ cce_status cce_strategy_validate(const cce_strategy *s, const char *origin) {
     if (!s->summary || !s->apply)
         return cce_fail(CCE_ERR_FORMAT, "%s: strategy '%s' lacks a summary or an apply function",
                         origin, s->name);
-    if (s->needs & ~(CCE_NEEDS_CALIBRATION | CCE_NEEDS_SEQUENTIAL))
+    if (s->needs & ~(CCE_NEEDS_CALIBRATION | CCE_NEEDS_SEQUENTIAL | CCE_NEEDS_RESIZE))
         return cce_fail(CCE_ERR_FORMAT, "%s: strategy '%s' has unknown needs 0x%x", origin, s->name,
                         s->needs);
     size_t n = schema_len(s);

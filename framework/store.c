@@ -5,6 +5,8 @@
 #include "store.h"
 #include "store_hdf5.h"
 
+#include "encoding.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -586,9 +588,10 @@ done:
 
 /* ---- Tensors --------------------------------------------------------------------------------- */
 
-/* Opens the dataset of tensor `name` (dense encoding only). */
+/* Opens the object of tensor `name`: a float32 dataset (encoding "dense" or none), or a group with
+ * an `encoding` attribute this build reads (*encoded = 1; store_encoding.c). */
 static cce_status open_tensor(cce_store *s, int n_layers, const char *name, hid_t *out,
-                              char path[STORE_PATH_MAX]) {
+                              char path[STORE_PATH_MAX], int *encoded) {
     const char *f = s->path;
     cce_store_path_of(name, n_layers, path, STORE_PATH_MAX);
     int e = store_path_exists(s->file, path);
@@ -607,13 +610,18 @@ static cce_status open_tensor(cce_store *s, int n_layers, const char *name, hid_
         goto done;
     }
     if (has_enc && (st = store_read_attr_string(obj, f, path, "encoding", &encoding))) goto done;
-    if (info.type != H5O_TYPE_DATASET || (encoding && strcmp(encoding, "dense") != 0)) {
+    int dense = info.type == H5O_TYPE_DATASET && (!encoding || !strcmp(encoding, "dense"));
+    int grouped = info.type == H5O_TYPE_GROUP && encoding &&
+                  (!strcmp(encoding, "sparse") || !strcmp(encoding, "quant") ||
+                   !strcmp(encoding, "sparse+quant"));
+    if (!dense && !grouped) {
         st = cce_fail(CCE_ERR_FORMAT,
                       "%s: tensor %s (%s) has encoding \"%s\", which this build "
                       "cannot read",
                       f, name, path, encoding ? encoding : "(none)");
         goto done;
     }
+    *encoded = grouped;
     *out = obj;
     obj = H5I_INVALID_HID;
 done:
@@ -658,25 +666,60 @@ done:
     return st;
 }
 
+hid_t store_file(const cce_store *s) {
+    return s->file;
+}
+
 cce_status cce_store_tensor_shape(cce_store *s, int n_layers, const char *name, int *ndim,
                                   int64_t shape[CCE_TENSOR_MAX_DIMS]) {
     char path[STORE_PATH_MAX];
     hid_t d = H5I_INVALID_HID;
-    cce_status st = open_tensor(s, n_layers, name, &d, path);
+    int encoded = 0;
+    cce_status st = open_tensor(s, n_layers, name, &d, path, &encoded);
     if (st) return st;
-    st = dataset_shape(d, s->path, path, ndim, shape);
-    H5Dclose(d);
+    st = encoded ? store_encoded_shape(d, s->path, path, ndim, shape)
+                 : dataset_shape(d, s->path, path, ndim, shape);
+    H5Oclose(d);
     return st;
 }
 
-cce_status cce_store_read_tensor(cce_store *s, int n_layers, const char *name, cce_tensor **out) {
+cce_status cce_store_tensor_encoding_text(cce_store *s, int n_layers, const char *name, char *buf,
+                                          size_t cap) {
+    char path[STORE_PATH_MAX];
+    hid_t d = H5I_INVALID_HID;
+    int encoded = 0;
+    cce_status st = open_tensor(s, n_layers, name, &d, path, &encoded);
+    if (st) return st;
+    if (encoded)
+        st = store_describe_encoded(d, s->path, path, buf, cap);
+    else if (cap)
+        snprintf(buf, cap, "dense");
+    H5Oclose(d);
+    return st;
+}
+
+cce_status cce_store_read_encoded(cce_store *s, int n_layers, const char *name, cce_tensor **out,
+                                  cce_encoding **enc) {
     char path[STORE_PATH_MAX];
     hid_t d = H5I_INVALID_HID;
     cce_tensor *t = NULL;
-    int ndim;
+    int ndim, encoded = 0;
     int64_t shape[CCE_TENSOR_MAX_DIMS];
-    cce_status st = open_tensor(s, n_layers, name, &d, path);
+    if (enc) *enc = NULL;
+    cce_status st = open_tensor(s, n_layers, name, &d, path, &encoded);
     if (st) return st;
+    if (encoded) {
+        cce_encoding *e = NULL;
+        st = store_read_encoded(d, s->path, path, name, &t, &e);
+        H5Oclose(d);
+        if (st) return st;
+        if (enc)
+            *enc = e;
+        else
+            cce_encoding_free(e);
+        *out = t;
+        return CCE_OK;
+    }
     if ((st = dataset_shape(d, s->path, path, &ndim, shape))) goto done;
     if ((st = cce_tensor_new(ndim, shape, &t))) {
         cce_error_prefix("%s: tensor %s: ", s->path, name);
@@ -691,6 +734,10 @@ cce_status cce_store_read_tensor(cce_store *s, int n_layers, const char *name, c
     t = NULL;
 done:
     cce_tensor_free(t);
-    H5Dclose(d);
+    H5Oclose(d);
     return st;
+}
+
+cce_status cce_store_read_tensor(cce_store *s, int n_layers, const char *name, cce_tensor **out) {
+    return cce_store_read_encoded(s, n_layers, name, out, NULL);
 }

@@ -19,6 +19,23 @@
  * deflate was asked for (then chunked by row blocks, shuffle + deflate). Every tensor dataset
  * carries `encoding` = "dense".
  *
+ * A compressed tensor (encoding.h) is instead a GROUP at the tensor's path, with attributes
+ * `encoding` ("sparse", "quant" or "sparse+quant") and `shape` (int64 [ndim]), and 1-D contiguous
+ * datasets (never deflated):
+ *   sparse part   attributes pattern ("mask" or "N:M", e.g. "2:4"), kept (int64: weights
+ *                 stored), sparsity (float64: 1 - kept / numel); dataset `mask` (uint8
+ *                 [ceil(numel / 8)], bit i % 8 of byte i / 8 = weight i, row-major) or `indices`
+ *                 (uint8 [ceil(kept * ceil(log2 M) / 8)], packed in-group positions);
+ *                 `values` (float32 [kept]) when the values are not quantized;
+ *   quant part    attributes bits (int32), group_size (int64: weights per group along a row; the
+ *                 row width for "channel", rows * cols for "tensor"), symmetric (int32 0/1),
+ *                 scheme ("tensor", "channel" or "group"); datasets `codes` (uint8, the packed
+ *                 codes of every weight, or of the kept ones only with a sparse part, quant.h's
+ *                 bit stream), `scales` (uint16 [n_groups]: IEEE binary16 bit patterns, groups
+ *                 row-major), `zeros` (uint8, n_groups values packed at the code width; only when
+ *                 asymmetric).
+ * Readers check every size against `shape` and fail with CCE_ERR_FORMAT naming the tensor.
+ *
  * Every HDF5 failure becomes CCE_ERR_HDF5 (or CCE_ERR_FORMAT for a file that is not a cce-model)
  * with the file name and object path in the detail message. */
 #ifndef CCE_STORE_H
@@ -31,6 +48,8 @@
 #include "status.h"
 #include "tensor.h"
 #include "tokenizer.h"
+
+typedef struct cce_encoding cce_encoding; /* encoding.h */
 
 /* Turns off libhdf5's automatic error printing (the library reports through cce_status instead).
  * Idempotent and thread-safe; every store function calls it, programs may call it early. */
@@ -68,8 +87,18 @@ cce_status cce_store_read_tokenizer(cce_store *s, cce_tokenizer **out);
 cce_status cce_store_tensor_shape(cce_store *s, int n_layers, const char *name, int *ndim,
                                   int64_t shape[CCE_TENSOR_MAX_DIMS]);
 
-/* Reads a whole tensor. The caller owns *out. */
+/* Reads a whole tensor (an encoded one densified). The caller owns *out. */
 cce_status cce_store_read_tensor(cce_store *s, int n_layers, const char *name, cce_tensor **out);
+
+/* Reads a whole tensor and, when it is stored encoded, its encoding (*enc NULL for a plain
+ * dataset; enc may be NULL). The caller owns both. A corrupt encoding (any dataset size, type or
+ * value that disagrees with the recorded shape) is CCE_ERR_FORMAT naming file and tensor. */
+cce_status cce_store_read_encoded(cce_store *s, int n_layers, const char *name, cce_tensor **out,
+                                  cce_encoding **enc);
+
+/* "dense", or a description of the tensor's encoding from its attributes only (no data read). */
+cce_status cce_store_tensor_encoding_text(cce_store *s, int n_layers, const char *name, char *buf,
+                                          size_t cap);
 
 /* ---- Writing ------------------------------------------------------------------------------ */
 
@@ -85,6 +114,10 @@ cce_status cce_store_write_layer_shape(cce_store_writer *w, const cce_config *cf
 cce_status cce_store_write_tokenizer(cce_store_writer *w, const cce_tokenizer *tok);
 cce_status cce_store_write_tensor(cce_store_writer *w, int n_layers, const char *name,
                                   const cce_tensor *t);
+/* Writes tensor t stored under encoding e (a group, see encoding.h and the layout above); e NULL
+ * writes the plain dataset. e must describe t (its decoded values are t's). */
+cce_status cce_store_write_encoded(cce_store_writer *w, int n_layers, const char *name,
+                                   const cce_tensor *t, const cce_encoding *e);
 /* Closes, fsyncs and renames the file into place, then fsyncs the folder. Frees w in all cases;
  * on failure the temporary file is removed and any existing file at final_path is untouched. */
 cce_status cce_store_commit(cce_store_writer *w);

@@ -157,6 +157,30 @@ static cce_status make_group(cce_store_writer *w, const char *path, hid_t *out) 
     return CCE_OK;
 }
 
+/* ---- Shared with store_encoding.c ----------------------------------------------------------- */
+
+hid_t store_writer_file(const cce_store_writer *w) {
+    return w->file;
+}
+
+const char *store_writer_name(const cce_store_writer *w) {
+    return w->final_path;
+}
+
+cce_status store_write_attr(hid_t obj, const char *file, const char *objpath, const char *name,
+                            hid_t ftype, hid_t mtype, long count, const void *value) {
+    return write_attr(obj, file, objpath, name, ftype, mtype, count, value);
+}
+
+cce_status store_write_string(hid_t obj, const char *file, const char *objpath, const char *name,
+                              const char *v) {
+    return write_string(obj, file, objpath, name, v);
+}
+
+cce_status store_make_group(cce_store_writer *w, const char *path, hid_t *out) {
+    return make_group(w, path, out);
+}
+
 /* ---- Content --------------------------------------------------------------------------------- */
 
 cce_status cce_store_write_config(cce_store_writer *w, const cce_config *c, const char *source) {

@@ -38,7 +38,7 @@
 #include "tensor.h"
 
 /* Bumped whenever a struct of this header changes layout or meaning. */
-#define CCE_STRATEGY_API_VERSION 2
+#define CCE_STRATEGY_API_VERSION 4
 
 /* The name of the symbol an external strategy exports. */
 #define CCE_STRATEGY_ENTRY_SYMBOL "cce_strategy_entry"
@@ -81,6 +81,9 @@ typedef struct cce_calib cce_calib;
 
 #define CCE_NEEDS_CALIBRATION 1u /* plan/apply need cce_calib statistics */
 #define CCE_NEEDS_SEQUENTIAL  2u /* statistics of the already-compressed prefix, block by block */
+#define CCE_NEEDS_RESIZE                                                                           \
+    4u /* block jobs grant resizing (can_resize): tensors may change                               \
+          shape and the layer its widths, or be removed */
 
 /* One tensor of a block job. */
 typedef struct cce_job_tensor {
@@ -89,6 +92,11 @@ typedef struct cce_job_tensor {
     double target;                /* from the plan: fraction removed, or bits for quantizers */
     int skip;                     /* 1: the plan leaves this tensor alone; do not change it */
     cce_tensor *resized; /* framework-managed: a pending replacement (cce_block_job_resize) */
+    /* Optional: how the strategy's result is stored (encoding.h), e.g. the quant payload of the
+     * codes it chose or a sparse pattern; its decoded values must be the weight's. apply may set
+     * it (malloc'd, cce_encoding_new_*); the job owns it and frees it. NULL: the driver stores the
+     * tensor as plain float32 (or keeps the pattern of an earlier step, see compress.h). */
+    struct cce_encoding *encoding;
 } cce_job_tensor;
 
 /* One layer's tensors, handed to apply. */
@@ -99,6 +107,10 @@ typedef struct cce_block_job {
     const cce_model *model;  /* config and layer shapes (read only); may be NULL */
     const cce_calib *calib;  /* NULL without calibration */
     int can_resize;          /* 1: the strategy may replace tensors by differently shaped ones */
+    /* Framework-managed (cce_block_job_set_shape, cce_block_job_remove_layer): the layer's new
+     * widths, applied by the driver together with the resized tensors when apply succeeds. */
+    int reshaped;              /* 1: new_shape holds the layer's new widths (or removed = 1) */
+    cce_layer_shape new_shape; /* kv_of_head [n_heads] owned by the job */
 } cce_block_job;
 
 /* One row of an apply report: what happened to one tensor. */
@@ -189,6 +201,24 @@ cce_status cce_report_add(cce_report *r, const cce_report_row *row);
  * *fresh. Calling it again for the same tensor replaces the pending tensor. */
 cce_status cce_block_job_resize(cce_block_job *job, size_t i, int ndim, const int64_t *shape,
                                 cce_tensor **fresh);
+
+/* Declares the layer's new widths after resizing its tensors (structured pruning): hidden_dim,
+ * n_heads, n_kv_heads and kv_of_head [n_heads] (copied). The driver checks them against the
+ * resized tensors and applies both together when apply succeeds (cce_model_reshape_layer); when
+ * apply fails they are dropped. CCE_ERR_STATE if the job does not grant resizing or is not a
+ * block's (layer -1), CCE_ERR_RANGE for a width below 1 or a kv_of_head value outside
+ * [0, n_kv_heads). Calling it again replaces the pending widths. */
+cce_status cce_block_job_set_shape(cce_block_job *job, int32_t hidden_dim, int32_t n_heads,
+                                   int32_t n_kv_heads, const int32_t *kv_of_head);
+
+/* Removes the whole block (ShortGPT): when apply succeeds the driver marks the layer removed and
+ * drops its tensors (cce_model_remove_layer); the strategy reports every tensor of the block.
+ * CCE_ERR_STATE if the job does not grant resizing or is not a block's. */
+cce_status cce_block_job_remove_layer(cce_block_job *job);
+
+/* Drops a pending shape or removal (the framework calls it when apply fails and in
+ * cce_block_job_free). */
+void cce_block_job_clear_shape(cce_block_job *job);
 
 /* ---- Framework side (drivers, the CLI, Lua) -------------------------------------------------- */
 

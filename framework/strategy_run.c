@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "encoding.h"
+
 /* ---- Instances ------------------------------------------------------------------------------- */
 
 struct cce_strategy_instance {
@@ -77,7 +79,14 @@ cce_status cce_strategy_instance_apply(cce_strategy_instance *inst, cce_block_jo
         }
         t->resized = NULL;
     }
-    if (st) r->n = rows_before;
+    if (st) {
+        r->n = rows_before;
+        cce_block_job_clear_shape(job);
+        for (size_t i = 0; i < job->n; i++) {
+            cce_encoding_free(job->tensors[i].encoding);
+            job->tensors[i].encoding = NULL;
+        }
+    }
     return st;
 }
 
@@ -123,6 +132,7 @@ cce_status cce_block_job_set(cce_block_job *job, size_t i, const char *name, cce
     cce_job_tensor *t = &job->tensors[i];
     cce_tensor_free(t->weight);
     cce_tensor_free(t->resized);
+    cce_encoding_free(t->encoding);
     memset(t, 0, sizeof *t);
     memcpy(t->name, name, strlen(name) + 1);
     t->weight = weight;
@@ -143,7 +153,9 @@ void cce_block_job_free(cce_block_job *job) {
     for (size_t i = 0; i < job->n; i++) {
         cce_tensor_free(job->tensors[i].weight);
         cce_tensor_free(job->tensors[i].resized);
+        cce_encoding_free(job->tensors[i].encoding);
     }
+    cce_block_job_clear_shape(job);
     free(job->tensors);
     free(job);
 }

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "encoding.h"
 #include "owl.h"
 #include "prune_common.h"
 #include "strategy.h"
@@ -104,7 +105,9 @@ static cce_status prune_tensor(const magnitude_priv *mp, cce_job_tensor *jt, cce
     }
     if (s) return s;
     cce_prune_fill_row(row, w, numel, norm2, removed, nm ? mp->nm_m : 0, slots);
-    return CCE_OK;
+    /* stored as the mask or N:M pattern and the kept values (encoding.h) */
+    return cce_encoding_new_sparse(t, nm ? mp->nm_n : 0, nm ? mp->nm_m : 0, jt->name,
+                                   &jt->encoding);
 }
 
 static cce_status magnitude_apply(void *priv, cce_block_job *job, cce_report *r) {

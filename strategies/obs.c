@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "calib.h"
+#include "encoding.h"
 
 /* ---- The inverse Hessian --------------------------------------------------------------------- */
 
@@ -514,7 +515,20 @@ cce_status cce_obs_apply_tensor(const char *strategy, cce_obs_cache *cache, cons
     memcpy(orig, w, (size_t)numel * sizeof *orig);
     int64_t pruned = 0;
     double out_err = NAN;
-    s = cce_obs_sweep(h, o, w, rows, cols, what, NULL, &pruned);
+    cce_quant_encoding *enc = NULL;
+    if (o->quant) s = cce_quant_encoding_new(o->quant, rows, cols, &enc);
+    if (!s) s = cce_obs_sweep(h, o, w, rows, cols, what, enc, &pruned);
+    /* The tensor's encoding (encoding.h): the quant payload, with the pattern of the pruned
+     * weights when this sweep prunes; a sparse pattern when it only prunes. */
+    int prunes = o->ratio > 0 || o->nm_m > 0;
+    if (!s && enc) {
+        s = cce_encoding_new_quant(enc, t->ndim, t->shape, &jt->encoding);
+        if (!s && prunes) s = cce_encoding_add_pattern(jt->encoding, w, o->nm_n, o->nm_m, what);
+    } else if (!s && prunes) {
+        s = cce_encoding_new_sparse(t, o->nm_n, o->nm_m, what, &jt->encoding);
+    } else if (s) {
+        cce_quant_encoding_free(enc);
+    }
     if (!s) s = cce_obs_output_error(orig, w, rows, cols, in.sum_outer, what, &out_err);
     if (s) {
         free(orig);

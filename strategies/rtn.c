@@ -5,7 +5,8 @@
  * layer or tensor another whole width in [2, 8]). The tensor keeps float32 values, the
  * dequantized ones; the report counts the bytes of the packed encoding (codes at the code width,
  * fp16 scales, zeros at the code width when asymmetric; cce_quant_encoded_bytes) and notes a
- * ragged last group.
+ * ragged last group. The codes, scales and zeros go to the job as the tensor's encoding
+ * (encoding.h), so a saved variant stores them packed.
  *
  * Composition: weights that are exactly zero (pruned by an earlier strategy) stay exactly zero,
  * since the grid always holds 0 and zeros never widen a range; they count as pruned, so the codes
@@ -19,6 +20,7 @@
 #include <time.h>
 
 #include "calib.h"
+#include "encoding.h"
 #include "obs.h"
 #include "quant.h"
 #include "strategy.h"
@@ -88,7 +90,13 @@ static cce_status quantize_tensor(const rtn_priv *rp, const cce_calib *calib, cc
             return cce_fail(CCE_ERR_NOMEM, NAME ": %s: out of memory", jt->name);
         memcpy(orig, w, (size_t)numel * sizeof *orig);
     }
-    cce_status s = cce_quant_rtn(&q, w, rows, cols, jt->name, NULL, &err2);
+    cce_quant_encoding *enc = NULL;
+    cce_status s = cce_quant_encoding_new(&q, rows, cols, &enc);
+    if (!s) s = cce_quant_rtn(&q, w, rows, cols, jt->name, enc, &err2);
+    if (!s)
+        s = cce_encoding_new_quant(enc, t->ndim, t->shape, &jt->encoding);
+    else
+        cce_quant_encoding_free(enc);
     if (!s && orig) s = cce_obs_output_error(orig, w, rows, cols, s_outer, jt->name, &out_err);
     free(orig);
     if (s) {

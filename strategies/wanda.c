@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "calib.h"
+#include "encoding.h"
 #include "owl.h"
 #include "prune_common.h"
 #include "strategy.h"
@@ -94,7 +95,9 @@ static cce_status prune_tensor(const wanda_priv *wp, const cce_calib *calib, cce
     free(scale);
     if (s) return s;
     cce_prune_fill_row(row, w, numel, norm2, removed, nm ? wp->nm_m : 0, slots);
-    return CCE_OK;
+    /* stored as the mask or N:M pattern and the kept values (encoding.h) */
+    return cce_encoding_new_sparse(t, nm ? wp->nm_n : 0, nm ? wp->nm_m : 0, jt->name,
+                                   &jt->encoding);
 }
 
 static cce_status wanda_apply(void *priv, cce_block_job *job, cce_report *r) {

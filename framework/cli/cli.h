@@ -19,6 +19,8 @@ int cmd_data(int argc, char **argv);     /* cli/cmd_data.c */
 int cmd_strategies(int argc, char **argv); /* cli/cmd_strategies.c */
 int cmd_compress(int argc, char **argv);   /* cli/cmd_compress.c */
 
+int cmd_bench_strategies(int argc, char **argv); /* cli/cmd_bench_strategies.c */
+
 /* Prints "cce CMD: error: <status text>: <detail>" to stderr and returns 1. */
 int cli_fail(const char *cmd, cce_status s);
 
@@ -39,5 +41,11 @@ int cli_parse_double(const char *cmd, const char *opt, const char *text, double 
  * clears the line. Quiet (no output at all) otherwise. */
 void cli_progress(const char *label, long done, long total);
 void cli_progress_end(void);
+
+/* OpenBLAS 0.3.21 does not recognise some recent CPUs and falls back to generic SSE3 kernels,
+ * several times slower. OPENBLAS_CORETYPE is read when the library loads, so when it is unset and
+ * the CPU supports better kernels, this re-executes the program with it set (an explicit
+ * OPENBLAS_CORETYPE is always respected). Returns only when no restart happened. */
+void cli_select_blas_kernels(int argc, char **argv);
 
 #endif

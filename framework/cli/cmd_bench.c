@@ -53,8 +53,8 @@ static void usage(FILE *f) {
         "  -h, --help     this help\n"
         "\n"
         "OpenBLAS 0.3.21 does not recognise some recent CPUs and falls back to generic SSE3\n"
-        "kernels, several times slower; when OPENBLAS_CORETYPE is unset, cce bench then\n"
-        "restarts itself with the core type the CPU supports and says so.\n"
+        "kernels, several times slower; when OPENBLAS_CORETYPE is unset, every cce command\n"
+        "restarts itself with the core type the CPU supports (the header below names it).\n"
         "Exit status: 0 success, 1 failure, 2 usage.\n",
         DEFAULT_MODELS);
 }
@@ -263,37 +263,14 @@ static cce_status import_real_260k(const char *dir, char *path, size_t size) {
     return CCE_OK;
 }
 
-/* ---- The OpenBLAS core type --------------------------------------------------------------------
- */
-
-/* If OpenBLAS runs generic kernels on a CPU that has better ones and OPENBLAS_CORETYPE is unset,
- * re-executes this program with OPENBLAS_CORETYPE set (the variable is read when the library
- * loads). Returns only if no restart was needed or possible. */
-static void maybe_restart_with_coretype(int argc, char **argv) {
-    const char *better = cce_blas_preferred_coretype();
-    if (!better || getenv("OPENBLAS_CORETYPE")) return;
-    if (setenv("OPENBLAS_CORETYPE", better, 1) != 0) return;
-    if (setenv("CCE_BENCH_DETECTED_CORE", cce_blas_corename(), 1) != 0) return;
-    char **nargv = calloc((size_t)argc + 2, sizeof *nargv);
-    if (!nargv) return;
-    nargv[0] = "cce";
-    for (int i = 0; i < argc; i++) nargv[i + 1] = argv[i];
-    fflush(NULL);
-    execv("/proc/self/exe", nargv);
-    /* exec failed: carry on with the generic kernels (the header line shows them). */
-    free(nargv);
-    unsetenv("OPENBLAS_CORETYPE");
-    unsetenv("CCE_BENCH_DETECTED_CORE");
-}
-
 /* ---- Report ------------------------------------------------------------------------------------
  */
 
 static void print_header(const bench_args *a, double peak) {
-    const char *detected = getenv("CCE_BENCH_DETECTED_CORE");
+    const char *detected = getenv("CCE_DETECTED_BLAS_CORE");
     printf("cce bench%s: %d threads (OpenMP), OpenBLAS core %s", a->quick ? " --quick" : "",
            a->threads ? (int)a->threads : omp_get_max_threads(), cce_blas_corename());
-    if (detected) printf(" (set by cce bench; OpenBLAS detected %s)", detected);
+    if (detected) printf(" (set by cce; OpenBLAS detected %s)", detected);
     printf("\nsgemm peak: %.1f GFLOP/s (one %dx%dx%d cblas_sgemm, best of %d)\n\n", peak,
            a->quick ? 1024 : 2048, a->quick ? 1024 : 2048, a->quick ? 1024 : 2048,
            a->quick ? 2 : 5);
@@ -346,7 +323,6 @@ int cmd_bench(int argc, char **argv) {
         free(a.list);
         return rc;
     }
-    maybe_restart_with_coretype(argc, argv);
 
     char dir[] = "/tmp/cce-bench-XXXXXX", real_path[4200] = "";
     int have_dir = mkdtemp(dir) != NULL;

@@ -13,7 +13,8 @@ static void usage(FILE *f) {
     fprintf(f, "usage: cce info MODEL.h5\n"
                "\n"
                "Prints the model's config, its tokenizer, every tensor with its shape, parameter\n"
-               "count and float32 bytes, the parameters of each layer, and totals. Reads shapes\n"
+               "count, float32 bytes and stored encoding, the parameters of each layer, and "
+               "totals. Reads shapes\n"
                "only: no weights are loaded.\n"
                "\n"
                "options:\n"
@@ -75,7 +76,7 @@ int cmd_info(int argc, char **argv) {
 
     size_t n = cce_model_tensor_count(m);
     printf("\ntensors: %zu\n", n);
-    printf("  %-44s %-16s %12s %14s\n", "name", "shape", "params", "bytes");
+    printf("  %-44s %-16s %12s %14s  %s\n", "name", "shape", "params", "bytes", "encoding");
     int64_t embed = 0, head = 0, norm = 0;
     for (size_t i = 0; i < n; i++) {
         int ndim;
@@ -85,7 +86,12 @@ int cmd_info(int argc, char **argv) {
         for (int k = 0; k < ndim; k++) numel *= shape[k];
         printf("  %-44s ", name);
         print_shape(ndim, shape);
-        printf(" %12lld %14lld\n", (long long)numel, (long long)numel * 4);
+        char enc[96];
+        if ((s = cce_model_tensor_encoding_text(m, i, enc, sizeof enc))) {
+            cce_model_free(m);
+            return cli_fail(CMD, s);
+        }
+        printf(" %12lld %14lld  %s\n", (long long)numel, (long long)numel * 4, enc);
         if (!strcmp(name, "embed_tokens.weight")) embed = numel;
         if (!strcmp(name, "lm_head.weight")) head = numel;
         if (!strcmp(name, "norm.weight")) norm = numel;

@@ -23,10 +23,14 @@ static void usage(FILE *f) {
 
 static void print_needs(const cce_strategy *s) {
     printf("  needs: ");
-    if (!s->needs) printf("nothing (no calibration data)");
+    if (!s->needs)
+        printf("nothing (no calibration data)");
+    else if (!(s->needs & (CCE_NEEDS_CALIBRATION | CCE_NEEDS_SEQUENTIAL)))
+        printf("no calibration data");
     if (s->needs & CCE_NEEDS_CALIBRATION) printf("calibration data");
     if (s->needs & CCE_NEEDS_SEQUENTIAL)
         printf("%ssequential statistics", s->needs & CCE_NEEDS_CALIBRATION ? ", " : "");
+    if (s->needs & CCE_NEEDS_RESIZE) printf("; resizes tensors and layers");
     printf("\n");
 }
 

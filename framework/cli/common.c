@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "kernels.h"
 
 int cli_fail(const char *cmd, cce_status s) {
     const char *detail = cce_error_detail();
@@ -69,4 +70,20 @@ void cli_progress_end(void) {
     fprintf(stderr, "\r\033[K");
     fflush(stderr);
     progress_shown = 0;
+}
+
+void cli_select_blas_kernels(int argc, char **argv) {
+    const char *better = cce_blas_preferred_coretype();
+    if (!better || getenv("OPENBLAS_CORETYPE")) return;
+    if (setenv("OPENBLAS_CORETYPE", better, 1) != 0) return;
+    if (setenv("CCE_DETECTED_BLAS_CORE", cce_blas_corename(), 1) != 0) return;
+    char **nargv = calloc((size_t)argc + 1, sizeof *nargv);
+    if (!nargv) return;
+    for (int i = 0; i < argc; i++) nargv[i] = argv[i];
+    fflush(NULL);
+    execv("/proc/self/exe", nargv);
+    /* exec failed: carry on with the generic kernels (slower, same results). */
+    free(nargv);
+    unsetenv("OPENBLAS_CORETYPE");
+    unsetenv("CCE_DETECTED_BLAS_CORE");
 }

@@ -22,6 +22,7 @@ static const command commands[] = {
     {"data", cmd_data, "list, verify and provision the datasets of the manifest"},
     {"strategies", cmd_strategies, "list compression strategies and their parameters"},
     {"compress", cmd_compress, "compress a model with strategies in sequence; writes the variant"},
+    {"bench-strategies", cmd_bench_strategies, "measure the speed of the compression strategies"},
 };
 
 static void usage(FILE *f) {
@@ -29,7 +30,7 @@ static void usage(FILE *f) {
                "commands:\n",
             CCE_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nRun 'cce COMMAND --help' for a command's options.\n"
                "Environment: CCE_MIRROR (folder of models and texts), CCE_CACHE_DIR (derived files;\n"
                "default $XDG_CACHE_HOME/cce).\n");
@@ -48,6 +49,7 @@ int main(int argc, char **argv) {
         printf("cce %s\n", CCE_VERSION);
         return 0;
     }
+    cli_select_blas_kernels(argc, argv);
     cce_hdf5_init();
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
