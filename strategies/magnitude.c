@@ -86,7 +86,10 @@ static cce_status magnitude_init(void *priv, const cce_params *p) {
 /* ---- Apply ----------------------------------------------------------------------------------- */
 
 /* Prunes one tensor at ratio `target` (or by N:M). Fills the report row's measures. */
-static cce_status prune_tensor(const magnitude_priv *mp, cce_job_tensor *jt, cce_report_row *row) {
+static cce_status prune_tensor(const void *priv, const cce_block_job *job, cce_job_tensor *jt,
+                               cce_report_row *row) {
+    (void)job;
+    const magnitude_priv *mp = priv;
     cce_tensor *t = jt->weight;
     float *w = t->data; /* [rows, cols] */
     int64_t rows = cce_tensor_rows(t), cols = cce_tensor_cols(t), numel = rows * cols;
@@ -104,10 +107,8 @@ static cce_status prune_tensor(const magnitude_priv *mp, cce_job_tensor *jt, cce
         free(scratch);
     }
     if (s) return s;
-    cce_prune_fill_row(row, w, numel, norm2, removed, nm ? mp->nm_m : 0, slots);
-    /* stored as the mask or N:M pattern and the kept values (encoding.h) */
-    return cce_encoding_new_sparse(t, nm ? mp->nm_n : 0, nm ? mp->nm_m : 0, jt->name,
-                                   &jt->encoding);
+    return cce_prune_finish(jt, row, numel, norm2, removed, nm ? mp->nm_n : 0, nm ? mp->nm_m : 0,
+                            slots);
 }
 
 static cce_status magnitude_apply(void *priv, cce_block_job *job, cce_report *r) {
@@ -115,23 +116,7 @@ static cce_status magnitude_apply(void *priv, cce_block_job *job, cce_report *r)
     if (mp->scope == SCOPE_GLOBAL && !mp->planned)
         return cce_fail(CCE_ERR_STATE, NAME ": scope = global needs the plan stage before apply "
                                             "(cce_strategy_instance_plan)");
-    for (size_t i = 0; i < job->n; i++) { /* check every target before changing anything */
-        const cce_job_tensor *jt = &job->tensors[i];
-        if (!jt->skip && !(jt->target >= 0 && jt->target <= 1))
-            return cce_fail(CCE_ERR_RANGE, NAME ": %s: ratio = %g is outside [0, 1]", jt->name,
-                            jt->target);
-    }
-    for (size_t i = 0; i < job->n; i++) {
-        cce_job_tensor *jt = &job->tensors[i];
-        if (jt->skip) continue;
-        double t0 = cce_prune_now();
-        cce_report_row row;
-        cce_report_row_init(&row, NAME, job->layer, jt->name);
-        cce_status s = prune_tensor(mp, jt, &row);
-        row.seconds = cce_prune_now() - t0;
-        if (s || (s = cce_report_add(r, &row))) return s;
-    }
-    return CCE_OK;
+    return cce_prune_apply(NAME, job, r, prune_tensor, mp);
 }
 
 /* ---- Plan: the global threshold -------------------------------------------------------------- */

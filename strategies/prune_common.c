@@ -5,6 +5,8 @@
  * (N:M) rank their members directly. */
 #include "prune_common.h"
 
+#include "encoding.h"
+
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -203,4 +205,32 @@ double cce_prune_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+cce_status cce_prune_finish(cce_job_tensor *jt, cce_report_row *row, int64_t numel, double norm2,
+                            double removed, int nm_n, int nm_m, int64_t slots) {
+    cce_prune_fill_row(row, jt->weight->data, numel, norm2, removed, nm_m, slots);
+    /* stored as the mask or N:M pattern and the kept values (encoding.h) */
+    return cce_encoding_new_sparse(jt->weight, nm_n, nm_m, jt->name, &jt->encoding);
+}
+
+cce_status cce_prune_apply(const char *strategy, cce_block_job *job, cce_report *r,
+                           cce_prune_tensor_fn prune, const void *priv) {
+    for (size_t i = 0; i < job->n; i++) { /* check every target before changing anything */
+        const cce_job_tensor *jt = &job->tensors[i];
+        if (!jt->skip && !(jt->target >= 0 && jt->target <= 1))
+            return cce_fail(CCE_ERR_RANGE, "%s: %s: ratio = %g is outside [0, 1]", strategy,
+                            jt->name, jt->target);
+    }
+    for (size_t i = 0; i < job->n; i++) {
+        cce_job_tensor *jt = &job->tensors[i];
+        if (jt->skip) continue;
+        double t0 = cce_prune_now();
+        cce_report_row row;
+        cce_report_row_init(&row, strategy, job->layer, jt->name);
+        cce_status s = prune(priv, job, jt, &row);
+        row.seconds = cce_prune_now() - t0;
+        if (s || (s = cce_report_add(r, &row))) return s;
+    }
+    return CCE_OK;
 }

@@ -34,6 +34,22 @@ cce_status cce_prune_rows(const char *strategy, const char *tensor, float *w, in
 void cce_prune_fill_row(cce_report_row *row, const float *w, int64_t numel, double norm2,
                         double removed, int nm_m, int64_t slots);
 
+/* Finishes a pruned tensor: fills the measures of its report row (as cce_prune_fill_row, numel
+ * weights of jt->weight, nm_m > 0 for an N:M pattern) and stores it as a sparse encoding (the mask
+ * or N:M pattern and the kept values; jt->encoding receives it, owned by the job). */
+cce_status cce_prune_finish(cce_job_tensor *jt, cce_report_row *row, int64_t numel, double norm2,
+                            double removed, int nm_n, int nm_m, int64_t slots);
+
+/* Prunes one tensor of a job (priv: the strategy's state) and fills its report row's measures. */
+typedef cce_status (*cce_prune_tensor_fn)(const void *priv, const cce_block_job *job,
+                                          cce_job_tensor *jt, cce_report_row *row);
+
+/* The apply stage of a pruning strategy: checks every unskipped target is a ratio in [0, 1]
+ * before changing anything (CCE_ERR_RANGE names the strategy and tensor), then runs prune on each
+ * unskipped tensor, times it and appends its row to r. */
+cce_status cce_prune_apply(const char *strategy, cce_block_job *job, cce_report *r,
+                           cce_prune_tensor_fn prune, const void *priv);
+
 /* Sum of squares of w [n] in double. */
 double cce_prune_norm2(const float *w, int64_t n);
 

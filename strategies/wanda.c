@@ -63,8 +63,10 @@ static cce_status wanda_plan(void *priv, cce_model *m, const cce_calib *calib, c
 }
 
 /* Prunes one tensor by its scores. Fills the report row's measures. */
-static cce_status prune_tensor(const wanda_priv *wp, const cce_calib *calib, cce_job_tensor *jt,
+static cce_status prune_tensor(const void *priv, const cce_block_job *job, cce_job_tensor *jt,
                                cce_report_row *row) {
+    const wanda_priv *wp = priv;
+    const cce_calib *calib = job->calib;
     cce_tensor *t = jt->weight;
     if (t->ndim != 2)
         return cce_fail(CCE_ERR_ARG, NAME ": %s is not a matrix (unskip only linear layers)",
@@ -94,31 +96,12 @@ static cce_status prune_tensor(const wanda_priv *wp, const cce_calib *calib, cce
                            nm ? wp->nm_m : 0, &removed, &slots);
     free(scale);
     if (s) return s;
-    cce_prune_fill_row(row, w, numel, norm2, removed, nm ? wp->nm_m : 0, slots);
-    /* stored as the mask or N:M pattern and the kept values (encoding.h) */
-    return cce_encoding_new_sparse(t, nm ? wp->nm_n : 0, nm ? wp->nm_m : 0, jt->name,
-                                   &jt->encoding);
+    return cce_prune_finish(jt, row, numel, norm2, removed, nm ? wp->nm_n : 0, nm ? wp->nm_m : 0,
+                            slots);
 }
 
 static cce_status wanda_apply(void *priv, cce_block_job *job, cce_report *r) {
-    wanda_priv *wp = priv;
-    for (size_t i = 0; i < job->n; i++) { /* check every target before changing anything */
-        const cce_job_tensor *jt = &job->tensors[i];
-        if (!jt->skip && !(jt->target >= 0 && jt->target <= 1))
-            return cce_fail(CCE_ERR_RANGE, NAME ": %s: ratio = %g is outside [0, 1]", jt->name,
-                            jt->target);
-    }
-    for (size_t i = 0; i < job->n; i++) {
-        cce_job_tensor *jt = &job->tensors[i];
-        if (jt->skip) continue;
-        double t0 = cce_prune_now();
-        cce_report_row row;
-        cce_report_row_init(&row, NAME, job->layer, jt->name);
-        cce_status s = prune_tensor(wp, job->calib, jt, &row);
-        row.seconds = cce_prune_now() - t0;
-        if (s || (s = cce_report_add(r, &row))) return s;
-    }
-    return CCE_OK;
+    return cce_prune_apply(NAME, job, r, prune_tensor, priv);
 }
 
 const cce_strategy cce_strategy_wanda = {

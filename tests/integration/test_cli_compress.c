@@ -9,6 +9,7 @@
 
 #include "model.h"
 #include "report_store.h"
+#include "fixtures.h"
 #include "test_support.h"
 
 static char dir[4096], tiny[4096], text[4096];
@@ -18,53 +19,31 @@ static int setup(void **state) {
     snprintf(dir, sizeof dir, "%s", test_scratch_dir("cli_compress"));
     snprintf(tiny, sizeof tiny, "%s", test_path(dir, "tiny.h5"));
     snprintf(text, sizeof text, "%s", test_path(dir, "text.txt"));
-    char args[8192];
-    snprintf(args, sizeof args, "synth tiny --seed 7 -o '%s'", tiny);
-    if (test_run_cce(args, NULL) != 0) return -1;
-    char body[3000]; /* byte-level tokenizer: about one token per byte */
-    for (size_t i = 0; i < sizeof body; i++) body[i] = (char)('a' + (i * 7 + i / 13) % 26);
-    for (size_t i = 60; i < sizeof body; i += 60) body[i] = '\n';
-    test_write_file(text, body, sizeof body);
+    if (fixture_synth_file("tiny --seed 7", tiny) != 0) return -1;
+    fixture_write_text(text, 3000, 60);
     return 0;
-}
-
-static char *run_expect(int want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *run_expect(int want, const char *fmt, ...) {
-    char args[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    char *out = NULL;
-    int rc = test_run_cce(args, &out);
-    if (rc != want) fail_msg("cce %s exited %d, expected %d; output:\n%s", args, rc, want, out);
-    return out;
-}
-
-static void expect_in(const char *out, const char *what) {
-    if (!strstr(out, what)) fail_msg("output lacks '%s':\n%s", what, out);
 }
 
 #define CALIB "--calib '%s' --test-tokens 500 --calib-tokens 512 --calib-window 32"
 
 static void test_help(void **state) {
     (void)state;
-    char *out = run_expect(0, "compress --help");
+    char *out = fixture_run_expect(0, "compress --help");
     const char *opts[] = {
         "-s,",           "--plan", "--rule", "--calib",   "--calib-tokens", "--calib-window",
         "--test-tokens", "--seed", "-o,",    "--no-cache"};
-    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) expect_in(out, opts[i]);
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) fixture_expect_in(out, opts[i]);
     free(out);
-    out = run_expect(0, "--help");
-    expect_in(out, "compress");
+    out = fixture_run_expect(0, "--help");
+    fixture_expect_in(out, "compress");
     free(out);
 }
 
 static void test_happy_path(void **state) {
     (void)state;
     const char *out_h5 = test_path(dir, "wanda.h5");
-    char *out =
-        run_expect(0, "compress '%s' -s wanda:ratio=0.5 " CALIB " -o '%s'", tiny, text, out_h5);
+    char *out = fixture_run_expect(0, "compress '%s' -s wanda:ratio=0.5 " CALIB " -o '%s'", tiny,
+                                   text, out_h5);
     const char *want[] = {"STRATEGY",
                           "PARAMS before->after",
                           "BYTES before->after",
@@ -81,13 +60,13 @@ static void test_happy_path(void **state) {
                           "applied plan of step 1: wanda:ratio=0.5",
                           "16 segments of 32 tokens after the first 500",
                           "wrote"};
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) expect_in(out, want[i]);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) fixture_expect_in(out, want[i]);
     free(out);
     assert_true(test_file_exists(out_h5));
 
     /* The file is a model (evaluating it is tested in test_compress) and holds the report. */
-    out = run_expect(0, "info '%s'", out_h5);
-    expect_in(out, "layers.1.mlp.down_proj.weight");
+    out = fixture_run_expect(0, "info '%s'", out_h5);
+    fixture_expect_in(out, "layers.1.mlp.down_proj.weight");
     free(out);
     cce_report r;
     assert_cce_ok(cce_compress_report_read(out_h5, &r));
@@ -124,15 +103,16 @@ static void test_composition_plan_and_rules(void **state) {
     const char *rules = "# layer 0 lighter\nwanda:0 = 0.25\n\nskip=layers.1.self_attn.*  # keep\n";
     test_write_file(plan, rules, strlen(rules));
     const char *out_h5 = test_path(dir, "composed.h5");
-    char *out = run_expect(0,
+    char *out =
+        fixture_run_expect(0,
                            "compress '%s' -s wanda:ratio=0.5 -s magnitude:ratio=0.6 --plan '%s' "
                            "--rule 'magnitude:layers.*.mlp.down_proj=0.7' " CALIB " -o '%s'",
                            tiny, plan, text, out_h5);
-    expect_in(out, "applied plan of step 1: wanda");
-    expect_in(out, "applied plan of step 2: magnitude");
-    expect_in(out, "layer 0");
-    expect_in(out, "layers.1.self_attn.*");
-    expect_in(out, "layers.*.mlp.down_proj");
+    fixture_expect_in(out, "applied plan of step 1: wanda");
+    fixture_expect_in(out, "applied plan of step 2: magnitude");
+    fixture_expect_in(out, "layer 0");
+    fixture_expect_in(out, "layers.1.self_attn.*");
+    fixture_expect_in(out, "layers.*.mlp.down_proj");
     free(out);
     cce_report r;
     assert_cce_ok(cce_compress_report_read(out_h5, &r));
@@ -153,45 +133,47 @@ static void test_composition_plan_and_rules(void **state) {
 static void test_errors_write_nothing(void **state) {
     (void)state;
     const char *out_h5 = test_path(dir, "never.h5");
-    char *out = run_expect(1, "compress '%s' -s nosuch -o '%s'", tiny, out_h5);
-    expect_in(out, "nosuch");
-    expect_in(out, "magnitude"); /* the known ones are listed */
+    char *out = fixture_run_expect(1, "compress '%s' -s nosuch -o '%s'", tiny, out_h5);
+    fixture_expect_in(out, "nosuch");
+    fixture_expect_in(out, "magnitude"); /* the known ones are listed */
     free(out);
-    out = run_expect(1, "compress '%s' -s wanda:ratio=1.5 " CALIB " -o '%s'", tiny, text, out_h5);
-    expect_in(out, "wanda: ratio = 1.5 is outside [0, 1)");
+    out = fixture_run_expect(1, "compress '%s' -s wanda:ratio=1.5 " CALIB " -o '%s'", tiny, text,
+                             out_h5);
+    fixture_expect_in(out, "wanda: ratio = 1.5 is outside [0, 1)");
     free(out);
-    out = run_expect(1, "compress '%s' -s magnitude:bits=4 -o '%s'", tiny, out_h5);
-    expect_in(out, "unknown parameter 'bits'");
+    out = fixture_run_expect(1, "compress '%s' -s magnitude:bits=4 -o '%s'", tiny, out_h5);
+    fixture_expect_in(out, "unknown parameter 'bits'");
     free(out);
-    out = run_expect(1, "compress '%s' -s wanda -o '%s'", tiny, out_h5);
-    expect_in(out, "wanda: this strategy needs calibration data");
+    out = fixture_run_expect(1, "compress '%s' -s wanda -o '%s'", tiny, out_h5);
+    fixture_expect_in(out, "wanda: this strategy needs calibration data");
     free(out);
-    out = run_expect(1, "compress '%s' -s magnitude:alloc=owl -o '%s'", tiny, out_h5);
-    expect_in(out, "magnitude: alloc = owl needs calibration data");
+    out = fixture_run_expect(1, "compress '%s' -s magnitude:alloc=owl -o '%s'", tiny, out_h5);
+    fixture_expect_in(out, "magnitude: alloc = owl needs calibration data");
     free(out);
-    out = run_expect(1, "compress '%s' -s wanda --calib '%s' -o '%s'", tiny, text, out_h5);
-    expect_in(out, "100000"); /* the default evaluation split is longer than the text */
+    out = fixture_run_expect(1, "compress '%s' -s wanda --calib '%s' -o '%s'", tiny, text, out_h5);
+    fixture_expect_in(out, "100000"); /* the default evaluation split is longer than the text */
     free(out);
-    out = run_expect(1, "compress '%s' -s magnitude --rule 'layers.0.*' -o '%s'", tiny, out_h5);
-    expect_in(out, "layers.0.*");
+    out = fixture_run_expect(1, "compress '%s' -s magnitude --rule 'layers.0.*' -o '%s'", tiny,
+                             out_h5);
+    fixture_expect_in(out, "layers.0.*");
     free(out);
-    out = run_expect(1, "compress '%s' -s magnitude --plan '%s' -o '%s'", tiny,
-                     test_path(dir, "absent.txt"), out_h5);
-    expect_in(out, "absent.txt");
+    out = fixture_run_expect(1, "compress '%s' -s magnitude --plan '%s' -o '%s'", tiny,
+                             test_path(dir, "absent.txt"), out_h5);
+    fixture_expect_in(out, "absent.txt");
     free(out);
     assert_false(test_file_exists(out_h5));
 
     /* Usage errors. */
-    free(run_expect(2, "compress '%s' -o '%s'", tiny, out_h5));
-    free(run_expect(2, "compress '%s' -s magnitude", tiny));
-    free(run_expect(2, "compress '%s' -s magnitude -o '%s'", tiny, tiny));
-    free(run_expect(2, "compress '%s' -s magnitude --seed 3 -o '%s'", tiny, out_h5));
-    free(run_expect(2, "compress '%s' -s magnitude --bogus -o '%s'", tiny, out_h5));
+    free(fixture_run_expect(2, "compress '%s' -o '%s'", tiny, out_h5));
+    free(fixture_run_expect(2, "compress '%s' -s magnitude", tiny));
+    free(fixture_run_expect(2, "compress '%s' -s magnitude -o '%s'", tiny, tiny));
+    free(fixture_run_expect(2, "compress '%s' -s magnitude --seed 3 -o '%s'", tiny, out_h5));
+    free(fixture_run_expect(2, "compress '%s' -s magnitude --bogus -o '%s'", tiny, out_h5));
 
     /* An existing output survives a failed run. */
     const char *keep = test_path(dir, "keep.h5");
     test_write_file(keep, "precious", 8);
-    out = run_expect(1, "compress '%s' -s wanda -o '%s'", tiny, keep);
+    out = fixture_run_expect(1, "compress '%s' -s wanda -o '%s'", tiny, keep);
     free(out);
     size_t len;
     char *bytes = test_read_file(keep, &len);

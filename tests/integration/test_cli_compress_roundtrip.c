@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fixtures.h"
 #include "test_support.h"
 
 static char dir[4096], base[4096], text[4096];
@@ -17,31 +18,9 @@ static int setup(void **state) {
     snprintf(dir, sizeof dir, "%s", test_scratch_dir("cli_compress_roundtrip"));
     snprintf(base, sizeof base, "%s", test_path(dir, "base.h5"));
     snprintf(text, sizeof text, "%s", test_path(dir, "text.txt"));
-    char args[8192];
-    snprintf(args, sizeof args, "synth stories260K --seed 3 -o '%s'", base);
-    if (test_run_cce(args, NULL) != 0) return -1;
-    char body[6000]; /* byte-level tokenizer: about one token per byte */
-    for (size_t i = 0; i < sizeof body; i++) body[i] = (char)('a' + (i * 7 + i / 13) % 26);
-    for (size_t i = 60; i < sizeof body; i += 60) body[i] = '\n';
-    test_write_file(text, body, sizeof body);
+    if (fixture_synth_file("stories260K --seed 3", base) != 0) return -1;
+    fixture_write_text(text, 6000, 60);
     return 0;
-}
-
-static char *run_expect(int want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *run_expect(int want, const char *fmt, ...) {
-    char args[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    char *out = NULL;
-    int rc = test_run_cce(args, &out);
-    if (rc != want) fail_msg("cce %s exited %d, expected %d; output:\n%s", args, rc, want, out);
-    return out;
-}
-
-static void expect_in(const char *out, const char *what) {
-    if (!strstr(out, what)) fail_msg("output lacks '%s':\n%s", what, out);
 }
 
 static long long size_of(const char *path) {
@@ -68,22 +47,23 @@ static void compress_check(const char *spec, const char *name, const char *q_tex
                            const char *down_text) {
     char out_h5[4200];
     snprintf(out_h5, sizeof out_h5, "%s", test_path(dir, name));
-    char *out = run_expect(0, "compress '%s' %s " CALIB " -o '%s'", base, spec, text, out_h5);
+    char *out =
+        fixture_run_expect(0, "compress '%s' %s " CALIB " -o '%s'", base, spec, text, out_h5);
     free(out);
     long long dense = size_of(base), packed = size_of(out_h5);
     print_message("%s: %lld bytes, dense %lld\n", name, packed, dense);
     assert_true(packed < dense * 7 / 10);
 
-    out = run_expect(0, "info '%s'", out_h5);
-    expect_in(out, "encoding");
+    out = fixture_run_expect(0, "info '%s'", out_h5);
+    fixture_expect_in(out, "encoding");
     expect_tensor_line(out, "embed_tokens.weight", "dense");
     expect_tensor_line(out, "layers.0.input_layernorm.weight", "dense");
     expect_tensor_line(out, "layers.2.self_attn.q_proj.weight", q_text);
     expect_tensor_line(out, "layers.4.mlp.down_proj.weight", down_text);
     free(out);
 
-    out = run_expect(0, "eval '%s' --data '%s' --ctx 128 --ref '%s'", out_h5, text, base);
-    expect_in(out, "KL");
+    out = fixture_run_expect(0, "eval '%s' --data '%s' --ctx 128 --ref '%s'", out_h5, text, base);
+    fixture_expect_in(out, "KL");
     free(out);
 
     char cmd[9000], line[512];

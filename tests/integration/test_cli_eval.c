@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 
+#include "fixtures.h"
 #include "test_support.h"
 
 /* A scratch folder with a synthetic tiny model (vocab 300, seq_len 64), the same with a zero
@@ -20,33 +21,11 @@ static int setup(void **state) {
     snprintf(zero, sizeof zero, "%s", test_path(dir, "zero.h5"));
     snprintf(wide, sizeof wide, "%s", test_path(dir, "wide.h5"));
     snprintf(text, sizeof text, "%s", test_path(dir, "text.txt"));
-    char args[8192];
-    snprintf(args, sizeof args, "synth tiny --seed 4 -o '%s'", tiny);
-    if (test_run_cce(args, NULL) != 0) return -1;
-    snprintf(args, sizeof args, "synth tiny --seed 4 --zero-classifier -o '%s'", zero);
-    if (test_run_cce(args, NULL) != 0) return -1;
-    snprintf(args, sizeof args, "synth tiny --seed 4 --vocab 320 -o '%s'", wide);
-    if (test_run_cce(args, NULL) != 0) return -1;
-    /* Byte-level tokenizer: about one token per byte. */
-    char body[2000];
-    for (size_t i = 0; i < sizeof body; i++) body[i] = (char)('a' + (i * 7 + i / 13) % 26);
-    for (size_t i = 50; i < sizeof body; i += 50) body[i] = '\n';
-    test_write_file(text, body, sizeof body);
+    if (fixture_synth_file("tiny --seed 4", tiny) != 0) return -1;
+    if (fixture_synth_file("tiny --seed 4 --zero-classifier", zero) != 0) return -1;
+    if (fixture_synth_file("tiny --seed 4 --vocab 320", wide) != 0) return -1;
+    fixture_write_text(text, 2000, 50); /* byte-level tokenizer: about one token per byte */
     return 0;
-}
-
-/* Runs cce with args, expects exit status `want`, returns the output (caller frees). */
-static char *run_expect(int want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static char *run_expect(int want, const char *fmt, ...) {
-    char args[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    char *out = NULL;
-    int rc = test_run_cce(args, &out);
-    if (rc != want) fail_msg("cce %s exited %d, expected %d; output:\n%s", args, rc, want, out);
-    return out;
 }
 
 static json_t *parse_json(const char *out) {
@@ -64,7 +43,7 @@ static double num(const json_t *o, const char *key) {
 
 static void test_help(void **state) {
     (void)state;
-    char *out = run_expect(0, "eval --help");
+    char *out = fixture_run_expect(0, "eval --help");
     const char *opts[] = {"--data", "--ctx", "--max-tokens", "--ref", "--json", "--help"};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
         if (!strstr(out, opts[i])) fail_msg("--help does not list %s:\n%s", opts[i], out);
@@ -73,7 +52,7 @@ static void test_help(void **state) {
 
 static void test_json_fields(void **state) {
     (void)state;
-    char *out = run_expect(0, "eval '%s' --data '%s' --ctx 32 --json", zero, text);
+    char *out = fixture_run_expect(0, "eval '%s' --data '%s' --ctx 32 --json", zero, text);
     json_t *o = parse_json(out);
     const char *fields[] = {"ctx", "windows",    "tokens", "mean_nll", "nll_stderr",
                             "ppl", "ppl_stderr", "top1",   "seconds",  "tokens_per_s"};
@@ -101,7 +80,8 @@ static void test_json_fields(void **state) {
     free(out);
 
     /* --max-tokens: floor(100 / 31) = 3 windows. */
-    out = run_expect(0, "eval '%s' --data '%s' --ctx=32 --max-tokens 100 --json", zero, text);
+    out =
+        fixture_run_expect(0, "eval '%s' --data '%s' --ctx=32 --max-tokens 100 --json", zero, text);
     o = parse_json(out);
     assert_int_equal((int)num(o, "windows"), 3);
     assert_int_equal((int)num(o, "tokens"), 93);
@@ -112,7 +92,7 @@ static void test_json_fields(void **state) {
 
 static void test_report_and_ref(void **state) {
     (void)state;
-    char *out = run_expect(0, "eval '%s' --data '%s' --ref '%s'", tiny, text, tiny);
+    char *out = fixture_run_expect(0, "eval '%s' --data '%s' --ref '%s'", tiny, text, tiny);
     const char *want[] = {"protocol: window=BOS+63 non-overlapping, ctx=64",
                           "sha256=",
                           "perplexity",
@@ -126,7 +106,7 @@ static void test_report_and_ref(void **state) {
         if (!strstr(out, want[i])) fail_msg("report lacks '%s':\n%s", want[i], out);
     free(out);
 
-    out = run_expect(0, "eval '%s' --data '%s' --ref '%s' --json", tiny, text, tiny);
+    out = fixture_run_expect(0, "eval '%s' --data '%s' --ref '%s' --json", tiny, text, tiny);
     json_t *o = parse_json(out);
     assert_true(json_is_true(json_object_get(o, "has_ref")));
     assert_true(fabs(num(o, "kl_mean")) < 1e-12);
@@ -139,14 +119,14 @@ static void test_report_and_ref(void **state) {
     free(out);
 
     /* Against the zero-classifier model the distributions differ. */
-    out = run_expect(0, "eval '%s' --data '%s' --ref '%s' --json", tiny, text, zero);
+    out = fixture_run_expect(0, "eval '%s' --data '%s' --ref '%s' --json", tiny, text, zero);
     o = parse_json(out);
     assert_true(num(o, "kl_mean") > 1e-3);
     json_decref(o);
     free(out);
 
     /* A reference with another vocabulary. */
-    out = run_expect(1, "eval '%s' --data '%s' --ref '%s'", tiny, text, wide);
+    out = fixture_run_expect(1, "eval '%s' --data '%s' --ref '%s'", tiny, text, wide);
     assert_non_null(strstr(out, "300"));
     assert_non_null(strstr(out, "320"));
     free(out);
@@ -154,46 +134,46 @@ static void test_report_and_ref(void **state) {
 
 static void test_usage_errors(void **state) {
     (void)state;
-    char *out = run_expect(2, "eval '%s' --data '%s' --ctx 65", tiny, text);
+    char *out = fixture_run_expect(2, "eval '%s' --data '%s' --ctx 65", tiny, text);
     assert_non_null(strstr(out, "--ctx"));
     assert_non_null(strstr(out, "[2, 64]"));
     free(out);
-    out = run_expect(2, "eval '%s' --data '%s' --ctx 1", tiny, text);
+    out = fixture_run_expect(2, "eval '%s' --data '%s' --ctx 1", tiny, text);
     assert_non_null(strstr(out, "--ctx"));
     free(out);
-    out = run_expect(2, "eval '%s' --data '%s' --ctx abc", tiny, text);
+    out = fixture_run_expect(2, "eval '%s' --data '%s' --ctx abc", tiny, text);
     assert_non_null(strstr(out, "--ctx"));
     free(out);
-    out = run_expect(2, "eval '%s' --data '%s' --max-tokens -5", tiny, text);
+    out = fixture_run_expect(2, "eval '%s' --data '%s' --max-tokens -5", tiny, text);
     assert_non_null(strstr(out, "--max-tokens"));
     free(out);
-    out = run_expect(2, "eval '%s'", tiny);
+    out = fixture_run_expect(2, "eval '%s'", tiny);
     assert_non_null(strstr(out, "--data"));
     free(out);
-    out = run_expect(2, "eval --data '%s'", text);
+    out = fixture_run_expect(2, "eval --data '%s'", text);
     assert_non_null(strstr(out, "MODEL"));
     free(out);
-    out = run_expect(2, "eval '%s' --data '%s' --frobnicate", tiny, text);
+    out = fixture_run_expect(2, "eval '%s' --data '%s' --frobnicate", tiny, text);
     assert_non_null(strstr(out, "--frobnicate"));
     free(out);
-    out = run_expect(2, "eval '%s' --data", tiny);
+    out = fixture_run_expect(2, "eval '%s' --data", tiny);
     assert_non_null(strstr(out, "--data needs a value"));
     free(out);
 }
 
 static void test_failures(void **state) {
     (void)state;
-    char *out = run_expect(1, "eval '%s' --data no_such_dataset_xyz", tiny);
+    char *out = fixture_run_expect(1, "eval '%s' --data no_such_dataset_xyz", tiny);
     assert_non_null(strstr(out, "no_such_dataset_xyz"));
     assert_non_null(strstr(out, "error"));
     free(out);
-    out = run_expect(1, "eval '%s' --data '%s'", test_path(dir, "missing.h5"), text);
+    out = fixture_run_expect(1, "eval '%s' --data '%s'", test_path(dir, "missing.h5"), text);
     assert_non_null(strstr(out, "missing.h5"));
     free(out);
     /* A text shorter than one window. */
     const char *tiny_text = test_path(dir, "short.txt");
     test_write_file(tiny_text, "hello", 5);
-    out = run_expect(1, "eval '%s' --data '%s'", tiny, tiny_text);
+    out = fixture_run_expect(1, "eval '%s' --data '%s'", tiny, tiny_text);
     assert_non_null(strstr(out, "shorter than one window"));
     free(out);
 }
@@ -204,9 +184,10 @@ static void test_real_model(void **state) {
     const char *tok = test_require_mirror_file("models/stories260K/tok512.bin");
     test_require_mirror_file("text/tinystories_val.txt");
     const char *model = test_path(dir, "stories260K.h5");
-    free(run_expect(0, "import llama2c '%s' '%s' -o '%s'", bin, tok, model));
+    free(fixture_run_expect(0, "import llama2c '%s' '%s' -o '%s'", bin, tok, model));
 
-    char *out = run_expect(0, "eval '%s' --data tinystories_val --max-tokens 1533 --json", model);
+    char *out =
+        fixture_run_expect(0, "eval '%s' --data tinystories_val --max-tokens 1533 --json", model);
     json_t *o = parse_json(out);
     assert_int_equal((int)num(o, "ctx"), 512);
     assert_int_equal((int)num(o, "windows"), 3);
@@ -222,7 +203,8 @@ static void test_real_model(void **state) {
     json_decref(o);
     free(out);
 
-    out = run_expect(0, "eval '%s' --data tinystories_val --ctx 256 --max-tokens 1275", model);
+    out = fixture_run_expect(0, "eval '%s' --data tinystories_val --ctx 256 --max-tokens 1275",
+                             model);
     assert_non_null(strstr(out,
                            "protocol: window=BOS+255 non-overlapping, ctx=256, "
                            "scored=1275, windows=5, data=tinystories_val sha256="

@@ -14,28 +14,10 @@
 #include "forward.h"
 #include "model.h"
 #include "synth.h"
+#include "fixtures.h"
 #include "test_support.h"
 
 #define N_LAYERS 2
-
-static cce_model *tiny_model(uint64_t seed) {
-    cce_synth_options o;
-    assert_cce_ok(cce_synth_preset("tiny", &o));
-    o.seed = seed;
-    cce_model *m;
-    assert_cce_ok(cce_synth_model(&o, &m));
-    return m;
-}
-
-/* n_segments segments of seg_len random tokens in [3, 300). [n_segments * seg_len] */
-static int32_t *random_tokens(size_t n, unsigned long seed) {
-    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
-    gsl_rng_set(r, seed);
-    int32_t *t = malloc(n * sizeof *t);
-    for (size_t i = 0; i < n; i++) t[i] = 3 + (int32_t)gsl_rng_uniform_int(r, 297);
-    gsl_rng_free(r);
-    return t;
-}
 
 /* ---- Brute force: keep every activation, then sum in double, token by token. ------------- */
 
@@ -169,8 +151,8 @@ static void compare(const cce_calib *c, const brute *b, int with_outer) {
 
 static void test_sums_match_brute_force(void **state) {
     (void)state;
-    cce_model *m = tiny_model(3);
-    int32_t *tokens = random_tokens(3 * 20, 7);
+    cce_model *m = fixture_synth_preset("tiny", 3);
+    int32_t *tokens = fixture_random_tokens(3 * 20, 7);
     cce_calib_data d = {.tokens = tokens, .n_segments = 3, .seg_len = 20};
     cce_calib_data_hash(&d);
     assert_int_equal(strlen(d.sha256), 64);
@@ -199,8 +181,8 @@ static void test_sums_match_brute_force(void **state) {
 
 static void test_long_segments_split_into_windows(void **state) {
     (void)state;
-    cce_model *m = tiny_model(5);
-    int32_t *tokens = random_tokens(2 * 40, 11);
+    cce_model *m = fixture_synth_preset("tiny", 5);
+    int32_t *tokens = fixture_random_tokens(2 * 40, 11);
     cce_calib_data d = {.tokens = tokens, .n_segments = 2, .seg_len = 40};
     cce_calib_options o = {.second_moments = 1, .ctx = 16}; /* pieces of 15, 15, 10 tokens */
     cce_calib *c;
@@ -256,8 +238,8 @@ static void test_cache(void **state) {
     char *saved = getenv("CCE_CACHE_DIR") ? strdup(getenv("CCE_CACHE_DIR")) : NULL;
     setenv("CCE_CACHE_DIR", root, 1);
 
-    cce_model *m = tiny_model(9);
-    int32_t *tokens = random_tokens(4 * 16, 13);
+    cce_model *m = fixture_synth_preset("tiny", 9);
+    int32_t *tokens = fixture_random_tokens(4 * 16, 13);
     cce_calib_data d = {.tokens = tokens, .n_segments = 4, .seg_len = 16};
     cce_calib_data_hash(&d);
     cce_calib_options o = {.second_moments = 1, .ctx = 32};
@@ -348,8 +330,8 @@ static void test_cache(void **state) {
 
 static void test_sequential_after_compressing_layer0(void **state) {
     (void)state;
-    cce_model *m = tiny_model(21);
-    int32_t *tokens = random_tokens(3 * 24, 17);
+    cce_model *m = fixture_synth_preset("tiny", 21);
+    int32_t *tokens = fixture_random_tokens(3 * 24, 17);
     cce_calib_data d = {.tokens = tokens, .n_segments = 3, .seg_len = 24};
     cce_calib_options o = {.second_moments = 1, .ctx = 32};
     cce_calib *dense;
@@ -451,8 +433,8 @@ static void test_input_of_and_set_input(void **state) {
 
 static void test_bad_input(void **state) {
     (void)state;
-    cce_model *m = tiny_model(2);
-    int32_t *tokens = random_tokens(2 * 10, 3);
+    cce_model *m = fixture_synth_preset("tiny", 2);
+    int32_t *tokens = fixture_random_tokens(2 * 10, 3);
     cce_calib_data d = {.tokens = tokens, .n_segments = 2, .seg_len = 10};
     cce_calib_options o = {.second_moments = 0, .ctx = 16};
     cce_calib *c = NULL;

@@ -17,25 +17,8 @@
 #include "model.h"
 #include "report_store.h"
 #include "synth.h"
+#include "fixtures.h"
 #include "test_support.h"
-
-static cce_model *tiny(uint64_t seed) {
-    cce_synth_options o;
-    assert_cce_ok(cce_synth_preset("tiny", &o));
-    o.seed = seed;
-    cce_model *m;
-    assert_cce_ok(cce_synth_model(&o, &m));
-    return m;
-}
-
-static int32_t *random_tokens(size_t n, unsigned long seed) {
-    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
-    gsl_rng_set(r, seed);
-    int32_t *t = malloc(n * sizeof *t);
-    for (size_t i = 0; i < n; i++) t[i] = 3 + (int32_t)gsl_rng_uniform_int(r, 297);
-    gsl_rng_free(r);
-    return t;
-}
 
 static void hash_weights(cce_model *m, unsigned char md[32]) {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -175,7 +158,7 @@ static void round_trip(const char *spec, const cce_calib_data *calib, const char
     char dir[4096], path[4200];
     snprintf(dir, sizeof dir, "%s", test_scratch_dir(file));
     snprintf(path, sizeof path, "%s/out.h5", dir);
-    cce_model *base = tiny(4), *v, *back;
+    cce_model *base = fixture_synth_preset("tiny", 4), *v, *back;
     cce_strategy_instance *inst = instance(spec);
     cce_compress_options o = options();
     cce_compress_result res;
@@ -183,7 +166,7 @@ static void round_trip(const char *spec, const cce_calib_data *calib, const char
     assert_int_equal(res.report.n, 14); /* 7 linear tensors x 2 layers */
     assert_int_equal(res.n_steps, 1);
 
-    int32_t *stream = random_tokens(400, 9);
+    int32_t *stream = fixture_random_tokens(400, 9);
     cce_eval_options eo = {.ctx = 32};
     cce_eval_result mem, disk;
     assert_cce_ok(cce_eval(v, base, stream, 400, &eo, &mem));
@@ -224,7 +207,7 @@ static void round_trip(const char *spec, const cce_calib_data *calib, const char
 static void test_round_trip(void **state) {
     (void)state;
     round_trip("magnitude:ratio=0.5", NULL, "compress_magnitude");
-    int32_t *tokens = random_tokens(4 * 24, 2);
+    int32_t *tokens = fixture_random_tokens(4 * 24, 2);
     cce_calib_data d = {.tokens = tokens, .n_segments = 4, .seg_len = 24};
     cce_calib_data_hash(&d);
     round_trip("wanda:nm=2:4", &d, "compress_wanda");
@@ -254,8 +237,8 @@ static void attn_hook(void *user, int layer, cce_hook_point p, const float *x, i
 
 static void test_base_unchanged_and_shared(void **state) {
     (void)state;
-    cce_model *base = tiny(6), *v;
-    int32_t *tokens = random_tokens(3 * 20, 4);
+    cce_model *base = fixture_synth_preset("tiny", 6), *v;
+    int32_t *tokens = fixture_random_tokens(3 * 20, 4);
     cce_calib_data d = {.tokens = tokens, .n_segments = 3, .seg_len = 20};
     cce_calib_data_hash(&d);
     unsigned char before[32], after[32];
@@ -361,8 +344,8 @@ static void test_output_error_formula(void **state) {
 
 static void test_composition_keeps_zeros(void **state) {
     (void)state;
-    cce_model *base = tiny(8), *v;
-    int32_t *tokens = random_tokens(3 * 20, 5);
+    cce_model *base = fixture_synth_preset("tiny", 8), *v;
+    int32_t *tokens = fixture_random_tokens(3 * 20, 5);
     cce_calib_data d = {.tokens = tokens, .n_segments = 3, .seg_len = 20};
     cce_calib_data_hash(&d);
     cce_strategy_instance *steps[2] = {instance("wanda:ratio=0.5"),
@@ -422,8 +405,8 @@ static void test_composition_keeps_zeros(void **state) {
 
 static void test_sequential_statistics(void **state) {
     (void)state;
-    cce_model *base = tiny(10), *v;
-    int32_t *tokens = random_tokens(3 * 20, 6);
+    cce_model *base = fixture_synth_preset("tiny", 10), *v;
+    int32_t *tokens = fixture_random_tokens(3 * 20, 6);
     cce_calib_data d = {.tokens = tokens, .n_segments = 3, .seg_len = 20};
     cce_calib_data_hash(&d);
     cce_strategy_instance *inst = instance_of(&probe, "");
@@ -469,7 +452,7 @@ static void test_sequential_statistics(void **state) {
 
 static void test_failures_leave_nothing(void **state) {
     (void)state;
-    cce_model *base = tiny(12), *v = (cce_model *)1;
+    cce_model *base = fixture_synth_preset("tiny", 12), *v = (cce_model *)1;
     unsigned char before[32], after[32];
     hash_weights(base, before);
     cce_compress_result res;

@@ -13,104 +13,37 @@
 #include "calib.h"
 #include "quant.h"
 #include "strategy.h"
+#include "fixtures.h"
 #include "test_support.h"
 
 #define assert_near(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
 
 #define UP "layers.0.mlp.up_proj.weight"
 
-/* Calibration statistics of tokens x [n, d] at the FFN input of layer 0. The caller frees. */
+/* Calibration statistics of tokens x [n, d] at the FFN and attention inputs of layer 0. The caller
+ * frees. */
 static cce_calib *calib_of(const double *x, int n, int d) {
-    double *sum = calloc((size_t)d, sizeof *sum), *sq = calloc((size_t)d, sizeof *sq);
-    double *outer = calloc((size_t)(d * d), sizeof *outer);
-    for (int t = 0; t < n; t++)
-        for (int i = 0; i < d; i++) {
-            sum[i] += x[t * d + i];
-            sq[i] += x[t * d + i] * x[t * d + i];
-            for (int j = 0; j < d; j++) outer[i * d + j] += x[t * d + i] * x[t * d + j];
-        }
-    cce_calib *c;
-    assert_cce_ok(cce_calib_new(1, &c));
-    assert_cce_ok(cce_calib_set_input(c, 0, CCE_SITE_FFN_IN, d, n, sum, sq, outer));
-    assert_cce_ok(cce_calib_set_input(c, 0, CCE_SITE_ATTN_IN, d, n, sum, sq, outer));
-    free(sum);
-    free(sq);
-    free(outer);
-    return c;
+    static const cce_calib_site sites[] = {CCE_SITE_FFN_IN, CCE_SITE_ATTN_IN};
+    return fixture_calib_of(x, n, d, 1, 0, sites, 2);
 }
 
 /* Strongly correlated inputs: x = B z + 0.1 e with B [d, d/4] and z, e standard normal. [n, d] */
 static double *correlated_inputs(gsl_rng *rng, int n, int d) {
-    int k = d / 4 > 0 ? d / 4 : 1;
-    double *b = malloc((size_t)(d * k) * sizeof *b), *x = malloc((size_t)(n * d) * sizeof *x);
-    for (int i = 0; i < d * k; i++) b[i] = gsl_ran_gaussian(rng, 1.0);
-    double *z = malloc((size_t)k * sizeof *z);
-    for (int t = 0; t < n; t++) {
-        for (int j = 0; j < k; j++) z[j] = gsl_ran_gaussian(rng, 1.0);
-        for (int i = 0; i < d; i++) {
-            double v = 0.1 * gsl_ran_gaussian(rng, 1.0);
-            for (int j = 0; j < k; j++) v += b[i * k + j] * z[j];
-            x[t * d + i] = v;
-        }
-    }
-    free(b);
-    free(z);
-    return x;
+    return fixture_correlated_inputs(rng, n, d, 4, 0.1, 0);
 }
 
-/* tr(dW G dW^T) * n: the summed squared output change over the tokens. */
-static double output_sse(const float *w0, const float *w1, int rows, int cols, const double *x,
-                         int n) {
-    double sse = 0;
-    for (int t = 0; t < n; t++)
-        for (int o = 0; o < rows; o++) {
-            double a = 0;
-            for (int i = 0; i < cols; i++)
-                a += ((double)w1[o * cols + i] - w0[o * cols + i]) * x[t * cols + i];
-            sse += a * a;
-        }
-    return sse;
-}
-
-/* Runs `spec` on a job of tensors named names[0..nt) (all [rows, cols], data w[i]) at target. */
+/* Runs `spec` on a job of layer 0 of tensors names[0..nt) (all [rows, cols], data w[i]) at target.
+ */
 static cce_status apply_job(const char *spec, const char *const *names, float **w, int nt,
                             int64_t rows, int64_t cols, double target, const cce_calib *calib,
                             cce_report *r) {
-    const cce_strategy *s;
-    cce_params *p;
-    cce_status st = cce_strategy_parse_spec(spec, &s, &p);
-    if (st) return st;
-    cce_strategy_instance *inst;
-    st = cce_strategy_instance_new(s, p, &inst);
-    cce_params_free(p);
-    if (st) return st;
-    cce_block_job *job;
-    assert_cce_ok(cce_block_job_new(0, (size_t)nt, &job));
-    for (int i = 0; i < nt; i++) {
-        cce_tensor *t;
-        assert_cce_ok(cce_tensor_new_2d(rows, cols, &t));
-        memcpy(t->data, w[i], (size_t)(rows * cols) * sizeof(float));
-        assert_cce_ok(cce_block_job_set(job, (size_t)i, names[i], t, target, 0));
-    }
-    job->calib = calib;
-    st = cce_strategy_instance_apply(inst, job, r);
-    for (int i = 0; !st && i < nt; i++)
-        memcpy(w[i], job->tensors[i].weight->data, (size_t)(rows * cols) * sizeof(float));
-    cce_block_job_free(job);
-    cce_strategy_instance_free(inst);
-    return st;
+    return fixture_apply_job(spec, 0, names, w, nt, rows, cols, target, calib, 0, r);
 }
 
 static cce_status apply_one(const char *spec, float *w, int64_t rows, int64_t cols, double target,
                             const cce_calib *calib, cce_report *r) {
     const char *names[1] = {UP};
     return apply_job(spec, names, &w, 1, rows, cols, target, calib, r);
-}
-
-static float *random_weights(gsl_rng *rng, int n, double sigma) {
-    float *w = malloc((size_t)n * sizeof *w);
-    for (int i = 0; i < n; i++) w[i] = (float)gsl_ran_gaussian(rng, sigma);
-    return w;
 }
 
 /* With G = I (so H = 2 I, damped uniformly) nothing couples the columns: GPTQ is RTN, bit for
@@ -125,7 +58,7 @@ static void test_identity_equals_rtn(void **state) {
     cce_calib *calib;
     assert_cce_ok(cce_calib_new(1, &calib));
     assert_cce_ok(cce_calib_set_input(calib, 0, CCE_SITE_FFN_IN, C, N, sum, sq, outer));
-    float *w = random_weights(rng, R * C, 0.1);
+    float *w = fixture_random_weights(rng, R * C, 0.1);
     float *a = malloc(R * C * sizeof *a), *b = malloc(R * C * sizeof *b);
     const char *opts[] = {"bits=4", "bits=3,symmetric=true,group=32", "bits=8,granularity=tensor",
                           "bits=2,symmetric=true", "bits=5,group=64"};
@@ -169,7 +102,7 @@ static void test_beats_rtn(void **state) {
         int C = widths[k];
         double *x = correlated_inputs(rng, N, C);
         cce_calib *calib = calib_of(x, N, C);
-        float *w = random_weights(rng, R * C, 0.1);
+        float *w = fixture_random_weights(rng, R * C, 0.1);
         float *g = malloc((size_t)(R * C) * sizeof *g), *q = malloc((size_t)(R * C) * sizeof *q);
         memcpy(g, w, (size_t)(R * C) * sizeof *g);
         memcpy(q, w, (size_t)(R * C) * sizeof *q);
@@ -180,13 +113,13 @@ static void test_beats_rtn(void **state) {
         assert_cce_ok(apply_one(spec, g, R, C, bits[k], calib, &r));
         snprintf(spec, sizeof spec, "rtn:%s", opts[k]);
         assert_cce_ok(apply_one(spec, q, R, C, bits[k], calib, &r));
-        double eg = output_sse(w, g, R, C, x, N), eq = output_sse(w, q, R, C, x, N);
+        double eg = fixture_output_sse(w, g, R, C, x, N), eq = fixture_output_sse(w, q, R, C, x, N);
         print_message("width %d %s: output SSE gptq %.4g, rtn %.4g (ratio %.3f)\n", C, opts[k], eg,
                       eq, eg / eq);
         assert_true(eg < 0.8 * eq);
         /* The reports' output errors are their square roots relative to the output energy. */
         float *zero = calloc((size_t)(R * C), sizeof *zero);
-        double energy = output_sse(zero, w, R, C, x, N);
+        double energy = fixture_output_sse(zero, w, R, C, x, N);
         assert_near(r.rows[0].output_error, sqrt(eg / energy), 1e-6 * sqrt(eg / energy));
         assert_near(r.rows[1].output_error, sqrt(eq / energy), 1e-6 * sqrt(eq / energy));
         assert_true(r.rows[0].output_error < r.rows[1].output_error);
@@ -218,7 +151,7 @@ static void test_blocked_matches_plain(void **state) {
             for (int j = 0; j < C; j++) outer[i * C + j] += x[t * C + i] * x[t * C + j];
     cce_obs_hinv *h;
     assert_cce_ok(cce_obs_hinv_new(outer, C, N, 0.01, "test", &h));
-    float *w = random_weights(rng, R * C, 0.1);
+    float *w = fixture_random_weights(rng, R * C, 0.1);
     float *fast = malloc(R * C * sizeof *fast);
     memcpy(fast, w, R * C * sizeof *fast);
     cce_quant_spec q = {.bits = 4, .symmetric = 0, .granularity = CCE_QUANT_CHANNEL};
@@ -311,7 +244,7 @@ static void test_sweep_encoding(void **state) {
             for (int j = 0; j < C; j++) outer[i * C + j] += x[t * C + i] * x[t * C + j];
     cce_obs_hinv *h;
     assert_cce_ok(cce_obs_hinv_new(outer, C, N, 0.01, "test", &h));
-    float *w = random_weights(rng, R * C, 0.1), *d = malloc(R * C * sizeof *d);
+    float *w = fixture_random_weights(rng, R * C, 0.1), *d = malloc(R * C * sizeof *d);
     for (int i = 0; i < R * C; i += 7) w[i] = 0; /* earlier zeros */
     const cce_quant_spec specs[] = {
         {.bits = 3, .symmetric = 0, .granularity = CCE_QUANT_GROUP, .group = 64},
@@ -352,7 +285,7 @@ static void test_dead_inputs(void **state) {
     double *x = correlated_inputs(rng, N, C);
     for (int t = 0; t < N; t++) x[t * C + 7] = x[t * C + 30] = 0;
     cce_calib *calib = calib_of(x, N, C);
-    float *w = random_weights(rng, R * C, 0.1);
+    float *w = fixture_random_weights(rng, R * C, 0.1);
     float *g = malloc(R * C * sizeof *g);
     memcpy(g, w, R * C * sizeof *g);
     cce_report r;
@@ -387,7 +320,7 @@ static void test_shared_hessian(void **state) {
     cce_report r;
     cce_report_init(&r);
     for (int i = 0; i < 3; i++) {
-        joint[i] = random_weights(rng, R * C, 0.1);
+        joint[i] = fixture_random_weights(rng, R * C, 0.1);
         alone[i] = malloc(R * C * sizeof(float));
         memcpy(alone[i], joint[i], R * C * sizeof(float));
         assert_cce_ok(apply_job("gptq:bits=3", &names[i], &alone[i], 1, R, C, 3, calib, &r));
@@ -406,30 +339,13 @@ static void test_shared_hessian(void **state) {
     gsl_rng_free(rng);
 }
 
-static void expect_parse_error(const char *spec, cce_status want, const char *needle) {
-    const cce_strategy *s;
-    cce_params *p = NULL;
-    cce_status st = cce_strategy_parse_spec(spec, &s, &p);
-    cce_strategy_instance *inst = NULL;
-    if (!st) {
-        st = cce_strategy_instance_new(s, p, &inst);
-        cce_params_free(p);
-        cce_strategy_instance_free(inst);
-    }
-    if (st != want)
-        fail_msg("%s: got %s (%s), expected %s", spec, cce_strerror(st), cce_error_detail(),
-                 cce_strerror(want));
-    if (!strstr(cce_error_detail(), needle))
-        fail_msg("%s: detail '%s' lacks '%s'", spec, cce_error_detail(), needle);
-}
-
 static void test_bad_input(void **state) {
     (void)state;
-    expect_parse_error("gptq:bits=0", CCE_ERR_RANGE, "bits = 0 is outside [2, 8]");
-    expect_parse_error("gptq:bits=9", CCE_ERR_RANGE, "bits = 9 is outside [2, 8]");
-    expect_parse_error("gptq:group=0", CCE_ERR_RANGE, "group = 0 is outside");
-    expect_parse_error("gptq:damp=-0.1", CCE_ERR_RANGE, "damp");
-    expect_parse_error("gptq:damp=2", CCE_ERR_RANGE, "damp");
+    fixture_expect_parse_error("gptq:bits=0", CCE_ERR_RANGE, "bits = 0 is outside [2, 8]");
+    fixture_expect_parse_error("gptq:bits=9", CCE_ERR_RANGE, "bits = 9 is outside [2, 8]");
+    fixture_expect_parse_error("gptq:group=0", CCE_ERR_RANGE, "group = 0 is outside");
+    fixture_expect_parse_error("gptq:damp=-0.1", CCE_ERR_RANGE, "damp");
+    fixture_expect_parse_error("gptq:damp=2", CCE_ERR_RANGE, "damp");
     const cce_strategy *s;
     assert_cce_ok(cce_strategy_find("gptq", &s));
     assert_int_equal(s->needs, CCE_NEEDS_CALIBRATION | CCE_NEEDS_SEQUENTIAL);

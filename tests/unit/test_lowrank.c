@@ -13,6 +13,7 @@
 #include "../../strategies/lowrank.h"
 #include "calib.h"
 #include "strategy.h"
+#include "fixtures.h"
 #include "test_support.h"
 
 #define assert_near(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
@@ -24,47 +25,13 @@
 
 /* Calibration statistics of tokens x [n, d] at the attention and FFN inputs of layer 0. */
 static cce_calib *calib_of(const double *x, int n, int d) {
-    double *sum = calloc((size_t)d, sizeof *sum), *sq = calloc((size_t)d, sizeof *sq);
-    double *outer = calloc((size_t)d * d, sizeof *outer); /* [d, d] */
-    for (int t = 0; t < n; t++)
-        for (int i = 0; i < d; i++) {
-            sum[i] += x[t * d + i];
-            sq[i] += x[t * d + i] * x[t * d + i];
-            for (int j = 0; j < d; j++) outer[i * d + j] += x[t * d + i] * x[t * d + j];
-        }
-    cce_calib *c;
-    assert_cce_ok(cce_calib_new(1, &c));
-    assert_cce_ok(cce_calib_set_input(c, 0, CCE_SITE_FFN_IN, d, n, sum, sq, outer));
-    assert_cce_ok(cce_calib_set_input(c, 0, CCE_SITE_ATTN_IN, d, n, sum, sq, outer));
-    free(sum);
-    free(sq);
-    free(outer);
-    return c;
+    static const cce_calib_site sites[] = {CCE_SITE_FFN_IN, CCE_SITE_ATTN_IN};
+    return fixture_calib_of(x, n, d, 1, 0, sites, 2);
 }
 
 /* Correlated inputs with uneven scales: x = B z + 0.05 e, B [d, d/3]. [n, d] */
 static double *correlated_inputs(gsl_rng *rng, int n, int d) {
-    int k = d / 3 > 0 ? d / 3 : 1;
-    double *b = malloc((size_t)d * k * sizeof *b), *x = malloc((size_t)n * d * sizeof *x);
-    double *z = malloc((size_t)k * sizeof *z);
-    for (int i = 0; i < d * k; i++) b[i] = gsl_ran_gaussian(rng, 1.0) * (1 + (i % 5));
-    for (int t = 0; t < n; t++) {
-        for (int j = 0; j < k; j++) z[j] = gsl_ran_gaussian(rng, 1.0);
-        for (int i = 0; i < d; i++) {
-            double v = 0.05 * gsl_ran_gaussian(rng, 1.0);
-            for (int j = 0; j < k; j++) v += b[i * k + j] * z[j];
-            x[t * d + i] = v;
-        }
-    }
-    free(b);
-    free(z);
-    return x;
-}
-
-static float *random_weights(gsl_rng *rng, int n, double sigma) {
-    float *w = malloc((size_t)n * sizeof *w);
-    for (int i = 0; i < n; i++) w[i] = (float)gsl_ran_gaussian(rng, sigma);
-    return w;
+    return fixture_correlated_inputs(rng, n, d, 3, 0.05, 1);
 }
 
 /* A random orthonormal basis q [n, k] (k <= n), from the QR factorisation of a gaussian. */
@@ -94,35 +61,12 @@ static double output_energy(const float *w0, const float *w1, int rows, int cols
     return e / (double)in.n_tokens;
 }
 
-/* Runs `spec` on a job of tensors names[0..nt) (all [rows, cols], data w[i]) at target; the
- * weights receive the result on success. */
+/* Runs `spec` (plan stage, then apply) on a job of layer 0 of tensors names[0..nt) (all
+ * [rows, cols], data w[i]) at target; the weights receive the result on success. */
 static cce_status apply_job(const char *spec, const char *const *names, float **w, int nt,
                             int64_t rows, int64_t cols, double target, const cce_calib *calib,
                             cce_report *r) {
-    const cce_strategy *s;
-    cce_params *p;
-    cce_status st = cce_strategy_parse_spec(spec, &s, &p);
-    if (st) return st;
-    cce_strategy_instance *inst;
-    st = cce_strategy_instance_new(s, p, &inst);
-    cce_params_free(p);
-    if (st) return st;
-    cce_block_job *job;
-    assert_cce_ok(cce_block_job_new(0, (size_t)nt, &job));
-    for (int i = 0; i < nt; i++) {
-        cce_tensor *t;
-        assert_cce_ok(cce_tensor_new_2d(rows, cols, &t));
-        memcpy(t->data, w[i], (size_t)(rows * cols) * sizeof(float));
-        assert_cce_ok(cce_block_job_set(job, (size_t)i, names[i], t, target, 0));
-    }
-    job->calib = calib;
-    st = cce_strategy_instance_plan(inst, NULL, calib, NULL);
-    if (!st) st = cce_strategy_instance_apply(inst, job, r);
-    for (int i = 0; !st && i < nt; i++)
-        memcpy(w[i], job->tensors[i].weight->data, (size_t)(rows * cols) * sizeof(float));
-    cce_block_job_free(job);
-    cce_strategy_instance_free(inst);
-    return st;
+    return fixture_apply_job(spec, 0, names, w, nt, rows, cols, target, calib, 1, r);
 }
 
 static cce_status apply_one(const char *spec, const char *name, float *w, int64_t rows,
@@ -247,7 +191,7 @@ static void test_whitened_exact_error(void **state) {
     const double ratios[] = {0.3, 0.6, 0.85};
     for (int h = 0; h < 2; h++) {
         int R = heights[h], k = R < C ? R : C;
-        float *w = random_weights(rng, R * C, 0.2);
+        float *w = fixture_random_weights(rng, R * C, 0.2);
         double eig[40];
         whitened_spectrum(w, R, C, calib, UP, eig);
         for (int t = 0; t < 3; t++) {
@@ -373,7 +317,8 @@ static void test_whitened_beats_plain(void **state) {
     gsl_rng_set(rng, 11);
     double *x = correlated_inputs(rng, N, C);
     cce_calib *calib = calib_of(x, N, C);
-    float *w = random_weights(rng, R * C, 0.1), *w2 = random_weights(rng, R * C, 0.1);
+    float *w = fixture_random_weights(rng, R * C, 0.1),
+          *w2 = fixture_random_weights(rng, R * C, 0.1);
     float *pl = malloc(R * C * sizeof *pl), *wh = malloc(R * C * sizeof *wh);
     memcpy(pl, w, R * C * sizeof *pl);
     memcpy(wh, w, R * C * sizeof *wh);
@@ -442,7 +387,7 @@ static void test_damping(void **state) {
     double x[N * C];
     for (int i = 0; i < N * C; i++) x[i] = (i % C == 3) ? 0 : gsl_ran_gaussian(rng, 1.0);
     cce_calib *calib = calib_of(x, N, C);
-    float *w = random_weights(rng, R * C, 0.1), out[R * C];
+    float *w = fixture_random_weights(rng, R * C, 0.1), out[R * C];
     memcpy(out, w, sizeof out);
     cce_report rep;
     cce_report_init(&rep);

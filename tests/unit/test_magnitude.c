@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "strategy.h"
+#include "fixtures.h"
 #include "test_support.h"
 
 #define assert_near(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) < (tol))
@@ -15,25 +16,8 @@
  * copied back into w. Rows are appended to r. */
 static cce_status apply_spec(const char *spec, float *w, int64_t rows, int64_t cols, double target,
                              cce_report *r) {
-    const cce_strategy *s;
-    cce_params *p;
-    cce_status st = cce_strategy_parse_spec(spec, &s, &p);
-    if (st) return st;
-    cce_strategy_instance *inst;
-    st = cce_strategy_instance_new(s, p, &inst);
-    cce_params_free(p);
-    if (st) return st;
-    cce_block_job *job;
-    cce_tensor *t;
-    assert_cce_ok(cce_block_job_new(2, 1, &job));
-    assert_cce_ok(cce_tensor_new_2d(rows, cols, &t));
-    memcpy(t->data, w, (size_t)(rows * cols) * sizeof *w);
-    assert_cce_ok(cce_block_job_set(job, 0, "layers.2.mlp.up_proj.weight", t, target, 0));
-    st = cce_strategy_instance_apply(inst, job, r);
-    if (!st) memcpy(w, job->tensors[0].weight->data, (size_t)(rows * cols) * sizeof *w);
-    cce_block_job_free(job);
-    cce_strategy_instance_free(inst);
-    return st;
+    const char *names[1] = {"layers.2.mlp.up_proj.weight"};
+    return fixture_apply_job(spec, 2, names, &w, 1, rows, cols, target, NULL, 0, r);
 }
 
 /* The hand-built matrix: row 0 all below 1, row 1 with a zero, row 2 all ties. [3, 8] */

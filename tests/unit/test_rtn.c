@@ -11,6 +11,7 @@
 #include "calib.h"
 #include "quant.h"
 #include "strategy.h"
+#include "fixtures.h"
 #include "test_support.h"
 
 #define assert_near(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
@@ -21,26 +22,8 @@
  * success copies the result back into w. Rows are appended to r. */
 static cce_status apply_spec(const char *spec, float *w, int64_t rows, int64_t cols, double target,
                              const cce_calib *calib, cce_report *r) {
-    const cce_strategy *s;
-    cce_params *p;
-    cce_status st = cce_strategy_parse_spec(spec, &s, &p);
-    if (st) return st;
-    cce_strategy_instance *inst;
-    st = cce_strategy_instance_new(s, p, &inst);
-    cce_params_free(p);
-    if (st) return st;
-    cce_block_job *job;
-    cce_tensor *t;
-    assert_cce_ok(cce_block_job_new(0, 1, &job));
-    assert_cce_ok(cce_tensor_new_2d(rows, cols, &t));
-    memcpy(t->data, w, (size_t)(rows * cols) * sizeof *w);
-    assert_cce_ok(cce_block_job_set(job, 0, UP, t, target, 0));
-    job->calib = calib;
-    st = cce_strategy_instance_apply(inst, job, r);
-    if (!st) memcpy(w, job->tensors[0].weight->data, (size_t)(rows * cols) * sizeof *w);
-    cce_block_job_free(job);
-    cce_strategy_instance_free(inst);
-    return st;
+    const char *names[1] = {UP};
+    return fixture_apply_job(spec, 0, names, &w, 1, rows, cols, target, calib, 0, r);
 }
 
 static void expect_floats(const float *got, const float *want, int n) {
@@ -276,31 +259,14 @@ static void test_format_round_trip(void **state) {
     }
 }
 
-static void expect_parse_error(const char *spec, cce_status want, const char *needle) {
-    const cce_strategy *s;
-    cce_params *p = NULL;
-    cce_status st = cce_strategy_parse_spec(spec, &s, &p);
-    cce_strategy_instance *inst = NULL;
-    if (!st) {
-        st = cce_strategy_instance_new(s, p, &inst);
-        cce_params_free(p);
-        cce_strategy_instance_free(inst);
-    }
-    if (st != want)
-        fail_msg("%s: got %s (%s), expected %s", spec, cce_strerror(st), cce_error_detail(),
-                 cce_strerror(want));
-    if (!strstr(cce_error_detail(), needle))
-        fail_msg("%s: detail '%s' lacks '%s'", spec, cce_error_detail(), needle);
-}
-
 static void test_bad_params(void **state) {
     (void)state;
-    expect_parse_error("rtn:bits=0", CCE_ERR_RANGE, "bits = 0 is outside [2, 8]");
-    expect_parse_error("rtn:bits=9", CCE_ERR_RANGE, "bits = 9 is outside [2, 8]");
-    expect_parse_error("rtn:group=0", CCE_ERR_RANGE, "group = 0 is outside");
-    expect_parse_error("rtn:granularity=row", CCE_ERR_RANGE, "granularity");
-    expect_parse_error("rtn:granularity=channel,group=64", CCE_ERR_ARG, "group = 64");
-    expect_parse_error("rtn:symmetric=maybe", CCE_ERR_ARG, "symmetric");
+    fixture_expect_parse_error("rtn:bits=0", CCE_ERR_RANGE, "bits = 0 is outside [2, 8]");
+    fixture_expect_parse_error("rtn:bits=9", CCE_ERR_RANGE, "bits = 9 is outside [2, 8]");
+    fixture_expect_parse_error("rtn:group=0", CCE_ERR_RANGE, "group = 0 is outside");
+    fixture_expect_parse_error("rtn:granularity=row", CCE_ERR_RANGE, "granularity");
+    fixture_expect_parse_error("rtn:granularity=channel,group=64", CCE_ERR_ARG, "group = 64");
+    fixture_expect_parse_error("rtn:symmetric=maybe", CCE_ERR_ARG, "symmetric");
     /* A NaN weight is refused before anything changes. */
     float w[4] = {1, NAN, 2, 3};
     cce_report r;

@@ -11,6 +11,7 @@
 #include "calib.h"
 #include "quant.h"
 #include "strategy.h"
+#include "fixtures.h"
 #include "test_support.h"
 
 #define assert_near(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
@@ -19,89 +20,20 @@
 
 /* Calibration statistics of tokens x [n, d] at the down_proj input of layer 1. */
 static cce_calib *calib_of(const double *x, int n, int d) {
-    double *sum = calloc((size_t)d, sizeof *sum), *sq = calloc((size_t)d, sizeof *sq);
-    double *outer = calloc((size_t)(d * d), sizeof *outer);
-    for (int t = 0; t < n; t++)
-        for (int i = 0; i < d; i++) {
-            sum[i] += x[t * d + i];
-            sq[i] += x[t * d + i] * x[t * d + i];
-            for (int j = 0; j < d; j++) outer[i * d + j] += x[t * d + i] * x[t * d + j];
-        }
-    cce_calib *c;
-    assert_cce_ok(cce_calib_new(2, &c));
-    assert_cce_ok(cce_calib_set_input(c, 1, CCE_SITE_DOWN_IN, d, n, sum, sq, outer));
-    free(sum);
-    free(sq);
-    free(outer);
-    return c;
+    static const cce_calib_site sites[] = {CCE_SITE_DOWN_IN};
+    return fixture_calib_of(x, n, d, 2, 1, sites, 1);
 }
 
 /* Correlated inputs x = B z + 0.1 e, B [d, d/4]. [n, d] */
 static double *correlated_inputs(gsl_rng *rng, int n, int d) {
-    int k = d / 4 > 0 ? d / 4 : 1;
-    double *b = malloc((size_t)(d * k) * sizeof *b), *x = malloc((size_t)(n * d) * sizeof *x);
-    double *z = malloc((size_t)k * sizeof *z);
-    for (int i = 0; i < d * k; i++) b[i] = gsl_ran_gaussian(rng, 1.0);
-    for (int t = 0; t < n; t++) {
-        for (int j = 0; j < k; j++) z[j] = gsl_ran_gaussian(rng, 1.0);
-        for (int i = 0; i < d; i++) {
-            double v = 0.1 * gsl_ran_gaussian(rng, 1.0);
-            for (int j = 0; j < k; j++) v += b[i * k + j] * z[j];
-            x[t * d + i] = v;
-        }
-    }
-    free(b);
-    free(z);
-    return x;
+    return fixture_correlated_inputs(rng, n, d, 4, 0.1, 0);
 }
 
-static double output_sse(const float *w0, const float *w1, int rows, int cols, const double *x,
-                         int n) {
-    double sse = 0;
-    for (int t = 0; t < n; t++)
-        for (int o = 0; o < rows; o++) {
-            double a = 0;
-            for (int i = 0; i < cols; i++)
-                a += ((double)w1[o * cols + i] - w0[o * cols + i]) * x[t * cols + i];
-            sse += a * a;
-        }
-    return sse;
-}
-
+/* Runs `spec` on DOWN [rows, cols] of layer 1 at target; copies the result back into w. */
 static cce_status apply_one(const char *spec, float *w, int64_t rows, int64_t cols, double target,
                             const cce_calib *calib, cce_report *r) {
-    const cce_strategy *s;
-    cce_params *p;
-    cce_status st = cce_strategy_parse_spec(spec, &s, &p);
-    if (st) return st;
-    cce_strategy_instance *inst;
-    st = cce_strategy_instance_new(s, p, &inst);
-    cce_params_free(p);
-    if (st) return st;
-    cce_block_job *job;
-    cce_tensor *t;
-    assert_cce_ok(cce_block_job_new(1, 1, &job));
-    assert_cce_ok(cce_tensor_new_2d(rows, cols, &t));
-    memcpy(t->data, w, (size_t)(rows * cols) * sizeof *w);
-    assert_cce_ok(cce_block_job_set(job, 0, DOWN, t, target, 0));
-    job->calib = calib;
-    st = cce_strategy_instance_apply(inst, job, r);
-    if (!st) memcpy(w, job->tensors[0].weight->data, (size_t)(rows * cols) * sizeof *w);
-    cce_block_job_free(job);
-    cce_strategy_instance_free(inst);
-    return st;
-}
-
-static float *random_weights(gsl_rng *rng, int n, double sigma) {
-    float *w = malloc((size_t)n * sizeof *w);
-    for (int i = 0; i < n; i++) w[i] = (float)gsl_ran_gaussian(rng, sigma);
-    return w;
-}
-
-static int64_t count_zeros(const float *w, int64_t n) {
-    int64_t z = 0;
-    for (int64_t i = 0; i < n; i++) z += w[i] == 0.0f;
-    return z;
+    const char *names[1] = {DOWN};
+    return fixture_apply_job(spec, 1, names, &w, 1, rows, cols, target, calib, 0, r);
 }
 
 /* 50%: exactly half the weights go, and the outputs move less than under magnitude pruning. */
@@ -115,7 +47,7 @@ static void test_beats_magnitude(void **state) {
         int C = widths[k];
         double *x = correlated_inputs(rng, N, C);
         cce_calib *calib = calib_of(x, N, C);
-        float *w = random_weights(rng, R * C, 0.1);
+        float *w = fixture_random_weights(rng, R * C, 0.1);
         float *sg = malloc((size_t)(R * C) * sizeof *sg),
               *mg = malloc((size_t)(R * C) * sizeof *mg);
         float *zero = calloc((size_t)(R * C), sizeof *zero);
@@ -125,10 +57,11 @@ static void test_beats_magnitude(void **state) {
         cce_report_init(&r);
         assert_cce_ok(apply_one("sparsegpt", sg, R, C, 0.5, calib, &r));
         assert_cce_ok(apply_one("magnitude", mg, R, C, 0.5, NULL, &r));
-        assert_int_equal(count_zeros(sg, R * C), R * C / 2);
-        assert_int_equal(count_zeros(mg, R * C), R * C / 2);
-        double es = output_sse(w, sg, R, C, x, N), em = output_sse(w, mg, R, C, x, N);
-        double energy = output_sse(zero, w, R, C, x, N);
+        assert_int_equal(fixture_count_zeros(sg, R * C), R * C / 2);
+        assert_int_equal(fixture_count_zeros(mg, R * C), R * C / 2);
+        double es = fixture_output_sse(w, sg, R, C, x, N),
+               em = fixture_output_sse(w, mg, R, C, x, N);
+        double energy = fixture_output_sse(zero, w, R, C, x, N);
         print_message("width %d: output SSE sparsegpt %.4g, magnitude %.4g (ratio %.3f)\n", C, es,
                       em, es / em);
         assert_true(es < 0.8 * em);
@@ -159,14 +92,14 @@ static void test_exact_counts(void **state) {
     gsl_rng_set(rng, 17);
     double *x = correlated_inputs(rng, N, C);
     cce_calib *calib = calib_of(x, N, C);
-    float *w = random_weights(rng, R * C, 0.1), *v = malloc(R * C * sizeof *v);
+    float *w = fixture_random_weights(rng, R * C, 0.1), *v = malloc(R * C * sizeof *v);
     const double ratios[] = {0.3, 0.29, 0.77, 0.01};
     cce_report r;
     cce_report_init(&r);
     for (int k = 0; k < 4; k++) {
         memcpy(v, w, R * C * sizeof *v);
         assert_cce_ok(apply_one("sparsegpt", v, R, C, ratios[k], calib, &r));
-        assert_int_equal(count_zeros(v, R * C), cce_ratio_count(ratios[k], R * C));
+        assert_int_equal(fixture_count_zeros(v, R * C), cce_ratio_count(ratios[k], R * C));
     }
     /* Ratio 0 without quantization leaves the tensor alone. */
     memcpy(v, w, R * C * sizeof *v);
@@ -191,7 +124,7 @@ static void test_nm(void **state) {
     gsl_rng_set(rng, 23);
     double *x = correlated_inputs(rng, N, C);
     cce_calib *calib = calib_of(x, N, C);
-    float *w = random_weights(rng, R * C, 0.1);
+    float *w = fixture_random_weights(rng, R * C, 0.1);
     float *sg = malloc(R * C * sizeof *sg), *mg = malloc(R * C * sizeof *mg);
     const int pats[][2] = {{2, 4}, {4, 8}, {1, 3}, {3, 32}};
     for (int k = 0; k < 4; k++) {
@@ -216,7 +149,8 @@ static void test_nm(void **state) {
                              keep);
                 stored += keep;
             }
-        double es = output_sse(w, sg, R, C, x, N), em = output_sse(w, mg, R, C, x, N);
+        double es = fixture_output_sse(w, sg, R, C, x, N),
+               em = fixture_output_sse(w, mg, R, C, x, N);
         print_message("nm %d:%d: output SSE sparsegpt %.4g, magnitude %.4g\n", n, m, es, em);
         assert_true(es < em);
         int ib = 0;
@@ -249,12 +183,12 @@ static void test_joint_quantization(void **state) {
     gsl_rng_set(rng, 29);
     double *x = correlated_inputs(rng, N, C);
     cce_calib *calib = calib_of(x, N, C);
-    float *w = random_weights(rng, R * C, 0.1), *v = malloc(R * C * sizeof *v);
+    float *w = fixture_random_weights(rng, R * C, 0.1), *v = malloc(R * C * sizeof *v);
     memcpy(v, w, R * C * sizeof *v);
     cce_report r;
     cce_report_init(&r);
     assert_cce_ok(apply_one("sparsegpt:bits=3,symmetric=true", v, R, C, 0.5, calib, &r));
-    assert_true(count_zeros(v, R * C) >= R * C / 2);
+    assert_true(fixture_count_zeros(v, R * C) >= R * C / 2);
     for (int o = 0; o < R; o++) {
         float lo, hi;
         cce_quant_group g;
@@ -287,7 +221,7 @@ static void test_earlier_zeros(void **state) {
     gsl_rng_set(rng, 31);
     double *x = correlated_inputs(rng, N, C);
     cce_calib *calib = calib_of(x, N, C);
-    float *w = random_weights(rng, R * C, 0.1), *v = malloc(R * C * sizeof *v);
+    float *w = fixture_random_weights(rng, R * C, 0.1), *v = malloc(R * C * sizeof *v);
     for (int i = 0; i < R * C; i += 5) w[i] = 0;
     memcpy(v, w, R * C * sizeof *v);
     cce_report r;
@@ -295,14 +229,14 @@ static void test_earlier_zeros(void **state) {
     assert_cce_ok(apply_one("sparsegpt", v, R, C, 0.5, calib, &r));
     for (int i = 0; i < R * C; i++)
         if (w[i] == 0 && v[i] != 0) fail_msg("earlier zero %d became %g", i, v[i]);
-    assert_int_equal(count_zeros(v, R * C), R * C / 2);
+    assert_int_equal(fixture_count_zeros(v, R * C), R * C / 2);
     /* More earlier zeros than the ratio asks for: all stay. */
     for (int i = 0; i < R * C; i++) w[i] = i % 3 ? 0.0f : w[i] + 0.5f;
     memcpy(v, w, R * C * sizeof *v);
     assert_cce_ok(apply_one("sparsegpt", v, R, C, 0.5, calib, &r));
     for (int i = 0; i < R * C; i++)
         if (w[i] == 0 && v[i] != 0) fail_msg("earlier zero %d became %g", i, v[i]);
-    assert_int_equal(count_zeros(v, R * C), count_zeros(w, R * C));
+    assert_int_equal(fixture_count_zeros(v, R * C), fixture_count_zeros(w, R * C));
     cce_report_clear(&r);
     cce_calib_free(calib);
     free(x);
@@ -311,34 +245,18 @@ static void test_earlier_zeros(void **state) {
     gsl_rng_free(rng);
 }
 
-static void expect_parse_error(const char *spec, cce_status want, const char *needle) {
-    const cce_strategy *s;
-    cce_params *p = NULL;
-    cce_status st = cce_strategy_parse_spec(spec, &s, &p);
-    cce_strategy_instance *inst = NULL;
-    if (!st) {
-        st = cce_strategy_instance_new(s, p, &inst);
-        cce_params_free(p);
-        cce_strategy_instance_free(inst);
-    }
-    if (st != want)
-        fail_msg("%s: got %s (%s), expected %s", spec, cce_strerror(st), cce_error_detail(),
-                 cce_strerror(want));
-    if (!strstr(cce_error_detail(), needle))
-        fail_msg("%s: detail '%s' lacks '%s'", spec, cce_error_detail(), needle);
-}
-
 static void test_bad_input(void **state) {
     (void)state;
-    expect_parse_error("sparsegpt:ratio=1.5", CCE_ERR_RANGE, "ratio = 1.5 is outside [0, 1)");
-    expect_parse_error("sparsegpt:ratio=-0.1", CCE_ERR_RANGE, "ratio");
-    expect_parse_error("sparsegpt:nm=4:2", CCE_ERR_RANGE, "nm");
-    expect_parse_error("sparsegpt:nm=2:4,ratio=0.5", CCE_ERR_ARG, "ratio");
-    expect_parse_error("sparsegpt:bits=1", CCE_ERR_RANGE, "bits = 1");
-    expect_parse_error("sparsegpt:bits=9", CCE_ERR_RANGE, "bits = 9");
-    expect_parse_error("sparsegpt:bits=4,group=0", CCE_ERR_RANGE, "group = 0");
-    expect_parse_error("sparsegpt:group=64", CCE_ERR_ARG, "bits");
-    expect_parse_error("sparsegpt:damp=-1", CCE_ERR_RANGE, "damp");
+    fixture_expect_parse_error("sparsegpt:ratio=1.5", CCE_ERR_RANGE,
+                               "ratio = 1.5 is outside [0, 1)");
+    fixture_expect_parse_error("sparsegpt:ratio=-0.1", CCE_ERR_RANGE, "ratio");
+    fixture_expect_parse_error("sparsegpt:nm=4:2", CCE_ERR_RANGE, "nm");
+    fixture_expect_parse_error("sparsegpt:nm=2:4,ratio=0.5", CCE_ERR_ARG, "ratio");
+    fixture_expect_parse_error("sparsegpt:bits=1", CCE_ERR_RANGE, "bits = 1");
+    fixture_expect_parse_error("sparsegpt:bits=9", CCE_ERR_RANGE, "bits = 9");
+    fixture_expect_parse_error("sparsegpt:bits=4,group=0", CCE_ERR_RANGE, "group = 0");
+    fixture_expect_parse_error("sparsegpt:group=64", CCE_ERR_ARG, "bits");
+    fixture_expect_parse_error("sparsegpt:damp=-1", CCE_ERR_RANGE, "damp");
     float w[8] = {1, 2, 3, 4, 5, 6, 7, 8}, v[8];
     memcpy(v, w, sizeof v);
     cce_report r;
@@ -352,7 +270,7 @@ static void test_bad_input(void **state) {
     assert_memory_equal(v, w, sizeof v);
     assert_int_equal(r.n, 0);
     assert_cce_ok(apply_one("sparsegpt", v, 2, 4, 0.5, calib, &r));
-    assert_int_equal(count_zeros(v, 8), 4);
+    assert_int_equal(fixture_count_zeros(v, 8), 4);
     cce_calib_free(calib);
     cce_report_clear(&r);
 }

@@ -8,6 +8,7 @@
 
 #include "calib.h"
 #include "strategy.h"
+#include "fixtures.h"
 #include "test_support.h"
 
 #define TENSOR "layers.1.mlp.down_proj.weight" /* fed by DOWN_IN of layer 1 */
@@ -25,26 +26,8 @@ static cce_calib *norms_calib(const double *sum_sq, int dim) {
 /* Runs `spec` on w [rows, cols] at the plan target, with calib; copies the result back. */
 static cce_status run(const char *spec, float *w, int64_t rows, int64_t cols, double target,
                       const cce_calib *calib, cce_report *r) {
-    const cce_strategy *s;
-    cce_params *p;
-    cce_status st = cce_strategy_parse_spec(spec, &s, &p);
-    if (st) return st;
-    cce_strategy_instance *inst;
-    st = cce_strategy_instance_new(s, p, &inst);
-    cce_params_free(p);
-    if (st) return st;
-    cce_block_job *job;
-    cce_tensor *t;
-    assert_cce_ok(cce_block_job_new(1, 1, &job));
-    assert_cce_ok(cce_tensor_new_2d(rows, cols, &t));
-    memcpy(t->data, w, (size_t)(rows * cols) * sizeof *w);
-    assert_cce_ok(cce_block_job_set(job, 0, TENSOR, t, target, 0));
-    job->calib = calib;
-    st = cce_strategy_instance_apply(inst, job, r);
-    if (!st) memcpy(w, job->tensors[0].weight->data, (size_t)(rows * cols) * sizeof *w);
-    cce_block_job_free(job);
-    cce_strategy_instance_free(inst);
-    return st;
+    const char *names[1] = {TENSOR};
+    return fixture_apply_job(spec, 1, names, &w, 1, rows, cols, target, calib, 0, r);
 }
 
 /* norms 10, 3, 2, 1, 0.5, 1, 0.1, 1 */
