@@ -23,6 +23,9 @@ void cce_forward_free(cce_forward *f) {
     free(f->att);
     free(f->k_rows);
     free(f->att_spare);
+    free(f->packed);
+    free(f->dec_qkv);
+    free(f->dec_gu);
     free(f);
 }
 

@@ -38,7 +38,12 @@ void cce_forward_free(cce_forward *f);
 cce_status cce_forward_window(cce_forward *f, const int32_t *tokens, int T, float *logits);
 
 /* KV-cache decoding: one token at position pos (pos 0 restarts the sequence; positions must
- * follow each other). logits: caller's buffer [vocab]. */
+ * follow each other). logits: caller's buffer [vocab].
+ * The first call packs each layer's q/k/v and gate/up weights into one matrix per group (one
+ * GEMV each instead of three and two), owned by the forward: a second copy of those weights,
+ * 4 * dim * (q_dim + 2 kv_dim + 2 hidden_dim) bytes per kept layer (16.6 MB at the stories15M
+ * shape); window-only users never pay it. The copy is taken then: weight values changed in place
+ * afterwards are not seen by decoding (windows still see them); use a new forward. */
 cce_status cce_forward_token(cce_forward *f, int32_t token, int pos, float *logits);
 
 typedef enum cce_hook_point {

@@ -1,11 +1,20 @@
 /* KV-cache decoding: one token at a time, every projection one cblas_sgemv (the weights are
- * streamed once per token), attention over the cached keys (transposed, see forward_internal.h)
- * and values with query heads in parallel. */
+ * streamed once per token; q/k/v and gate/up each fused into one, see decode_prepare), attention
+ * over the cached keys (transposed, see forward_internal.h) and values with query heads in
+ * parallel. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "forward_internal.h"
 #include "kernels.h"
+
+/* glibc's libmvec has vector variants of expf, but math.h declares them only under -ffast-math;
+ * the simd attribute lets the `#pragma omp simd` SwiGLU loop below call them (as kernels.c does).
+ */
+#if defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+__attribute__((__simd__("notinbranch"))) float expf(float);
+#endif
 
 /* Below this many multiply-adds the heads run on the calling thread. */
 #define DECODE_PARALLEL_MIN 4096
@@ -70,7 +79,8 @@ static void values_token(float *o, const float *p, const float *v, int ldv, int 
 /* Stores the new key k [kv_dim] (RoPE applied) at position pos of the transposed key cache, then
  * o [q_dim] from q [q_dim] and cache positions 0..pos. Both loops split the same way over the
  * threads (kv rows, then heads), so each thread mostly reads the cache lines it just wrote. */
-static void attention_token(cce_forward *f, const fwd_layer *L, const float *k, int pos) {
+static void attention_token(cce_forward *f, const fwd_layer *L, const float *q, const float *k,
+                            int pos) {
     int hd = f->cfg.head_dim, n = pos + 1, ldk = f->kv_ld;
     float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel if ((int64_t)L->n_heads * n * hd >= DECODE_PARALLEL_MIN)
@@ -84,35 +94,125 @@ static void attention_token(cce_forward *f, const fwd_layer *L, const float *k, 
             const float *vh = L->v_cache + (size_t)g * hd;        /* [n, hd] with stride kv_dim */
             float *att = f->att + (size_t)h * (size_t)ldk;        /* [n] */
             float *oh = f->o + (size_t)h * hd;                    /* [hd] */
-            scores_token(att, f->q + (size_t)h * hd, kt, ldk, hd, n, scale);
+            scores_token(att, q + (size_t)h * hd, kt, ldk, hd, n, scale);
             cce_softmax(att, n);
             values_token(oh, att, vh, L->kv_dim, hd, n);
         }
     }
 }
 
+/* The small per-token kernels run on the calling thread: at one row, forking a team costs more
+ * than the work. Same arithmetic as cce_rmsnorm and cce_rope_apply, so decoding matches windows. */
+static void rmsnorm_token(float *out, const float *x, const float *w, int dim, float eps) {
+    double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
+    for (int i = 0; i < dim; i++) ss += (double)x[i] * (double)x[i];
+    float inv = (float)(1.0 / sqrt(ss / dim + (double)eps));
+#pragma omp simd
+    for (int i = 0; i < dim; i++) out[i] = x[i] * inv * w[i];
+}
+
+/* x [n_heads * head_dim] rotated in place at position pos (rotate-half). */
+static void rope_token(float *x, int n_heads, int head_dim, const float *cos_row,
+                       const float *sin_row) {
+    int half = head_dim / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *a = x + (size_t)h * head_dim; /* [half] first halves */
+        float *b = a + half;                 /* [half] second halves */
+#pragma omp simd
+        for (int i = 0; i < half; i++) {
+            float ai = a[i], bi = b[i];
+            a[i] = ai * cos_row[i] - bi * sin_row[i];
+            b[i] = ai * sin_row[i] + bi * cos_row[i];
+        }
+    }
+}
+
+/* gate [n] = silu(gate) * up [n], as cce_swiglu but on the calling thread (at one token the
+ * fork/join of a team cost more than the loop: about 1.7 us against 0.3 us at n = 768). */
+static void swiglu_token(float *gate, const float *up, int n) {
+#pragma omp simd
+    for (int i = 0; i < n; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+/* Copies rows [0, rows) of w [rows, cols] to dst; returns the float after them. */
+static float *pack_rows(float *dst, const float *w, int rows, int cols) {
+    size_t n = (size_t)rows * (size_t)cols;
+    if (n) memcpy(dst, w, sizeof(float) * n);
+    return dst + n;
+}
+
+/* Allocates the decoding state on first use: the fused q/k/v and gate/up matrices (see
+ * forward_internal.h for their memory cost) and their output buffers. */
+static cce_status decode_prepare(cce_forward *f) {
+    if (f->packed) return CCE_OK;
+    const cce_config *c = &f->cfg;
+    size_t dim = (size_t)c->dim, total = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const fwd_layer *L = &f->layers[l];
+        if (L->removed) continue;
+        if (L->n_heads > 0) total += ((size_t)L->q_dim + 2 * (size_t)L->kv_dim) * dim;
+        if (L->hidden_dim > 0) total += 2 * (size_t)L->hidden_dim * dim;
+    }
+    float *packed = malloc(sizeof(float) * (total ? total : 1));
+    float *qkv = malloc(sizeof(float) * ((size_t)f->max_q_dim + 2 * (size_t)f->max_kv_dim + 1));
+    float *gu = malloc(sizeof(float) * (2 * (size_t)f->max_hidden + 1));
+    if (!packed || !qkv || !gu) {
+        free(packed);
+        free(qkv);
+        free(gu);
+        return cce_fail(CCE_ERR_NOMEM,
+                        "forward token: fused q/k/v and gate/up weights (%zu floats)", total);
+    }
+    float *p = packed;
+    for (int l = 0; l < c->n_layers; l++) {
+        fwd_layer *L = &f->layers[l];
+        L->wqkv = L->wgu = NULL;
+        if (L->removed) continue;
+        if (L->n_heads > 0) {
+            L->wqkv = p;
+            p = pack_rows(p, L->wq, L->q_dim, c->dim);
+            p = pack_rows(p, L->wk, L->kv_dim, c->dim);
+            p = pack_rows(p, L->wv, L->kv_dim, c->dim);
+        }
+        if (L->hidden_dim > 0) {
+            L->wgu = p;
+            p = pack_rows(p, L->wg, L->hidden_dim, c->dim);
+            p = pack_rows(p, L->wu, L->hidden_dim, c->dim);
+        }
+    }
+    f->packed = packed;
+    f->dec_qkv = qkv;
+    f->dec_gu = gu;
+    return CCE_OK;
+}
+
 static void block_token(cce_forward *f, const fwd_layer *L, int pos) {
     const cce_config *c = &f->cfg;
-    int dim = c->dim;
+    int dim = c->dim, half = c->head_dim / 2;
     if (L->removed) return;
-    cce_rmsnorm(f->x, f->h, L->attn_norm, 1, dim, c->norm_eps);
     if (L->n_heads > 0) {
-        float *k = f->k_rows;                            /* [kv_dim] */
-        float *v = L->v_cache + (size_t)pos * L->kv_dim; /* [kv_dim] */
-        cce_gemv(f->q, L->wq, f->x, L->q_dim, dim, 0.0f);
-        cce_gemv(k, L->wk, f->x, L->kv_dim, dim, 0.0f);
-        cce_gemv(v, L->wv, f->x, L->kv_dim, dim, 0.0f);
-        cce_rope_apply(f->q, 1, L->q_dim, L->n_heads, c->head_dim, pos, f->cos_tab, f->sin_tab);
-        cce_rope_apply(k, 1, L->kv_dim, L->n_kv_heads, c->head_dim, pos, f->cos_tab, f->sin_tab);
-        attention_token(f, L, k, pos);
+        rmsnorm_token(f->x, f->h, L->attn_norm, dim, c->norm_eps);
+        float *q = f->dec_qkv;    /* [q_dim] */
+        float *k = q + L->q_dim;  /* [kv_dim] */
+        float *v = k + L->kv_dim; /* [kv_dim] */
+        cce_gemv(q, L->wqkv, f->x, L->q_dim + 2 * L->kv_dim, dim, 0.0f);
+        const float *cs = f->cos_tab + (size_t)pos * half, *sn = f->sin_tab + (size_t)pos * half;
+        rope_token(q, L->n_heads, c->head_dim, cs, sn);
+        rope_token(k, L->n_kv_heads, c->head_dim, cs, sn);
+        memcpy(L->v_cache + (size_t)pos * L->kv_dim, v, sizeof(float) * (size_t)L->kv_dim);
+        attention_token(f, L, q, k, pos);
         cce_gemv(f->h, L->wo, f->o, dim, L->q_dim, 1.0f); /* h += Wo o */
     }
-    cce_rmsnorm(f->x, f->h, L->ffn_norm, 1, dim, c->norm_eps);
     if (L->hidden_dim > 0) {
-        cce_gemv(f->g, L->wg, f->x, L->hidden_dim, dim, 0.0f);
-        cce_gemv(f->u, L->wu, f->x, L->hidden_dim, dim, 0.0f);
-        cce_swiglu(f->g, f->u, L->hidden_dim);
-        cce_gemv(f->h, L->wd, f->g, dim, L->hidden_dim, 1.0f); /* h += Wd a */
+        rmsnorm_token(f->x, f->h, L->ffn_norm, dim, c->norm_eps);
+        float *g = f->dec_gu, *u = g + L->hidden_dim; /* [hidden] each */
+        cce_gemv(g, L->wgu, f->x, 2 * L->hidden_dim, dim, 0.0f);
+        swiglu_token(g, u, L->hidden_dim);
+        cce_gemv(f->h, L->wd, g, dim, L->hidden_dim, 1.0f); /* h += Wd a */
     }
 }
 
@@ -129,10 +229,11 @@ cce_status cce_forward_token(cce_forward *f, int32_t token, int pos, float *logi
                         "forward token: position %d does not follow the cached sequence (next "
                         "position is %d; 0 restarts)",
                         pos, f->next_pos);
+    if ((s = decode_prepare(f))) return s;
     int dim = c->dim;
     memcpy(f->h, f->embed + (size_t)token * dim, sizeof(float) * dim);
     for (int l = 0; l < c->n_layers; l++) block_token(f, &f->layers[l], pos);
-    cce_rmsnorm(f->x, f->h, f->final_norm, 1, dim, c->norm_eps);
+    rmsnorm_token(f->x, f->h, f->final_norm, dim, c->norm_eps);
     cce_gemv(logits, f->cls, f->x, c->vocab_size, dim, 0.0f); /* [vocab] */
     f->next_pos = pos + 1;
     return CCE_OK;
