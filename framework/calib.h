@@ -40,10 +40,10 @@ typedef enum cce_calib_site {
 typedef struct cce_calib_input {
     int layer;
     cce_calib_site site;
-    int dim;                /* width of the input vectors */
-    int64_t n_tokens;       /* how many vectors were accumulated */
-    const double *sum;      /* [dim] sum_t x_t */
-    const double *sum_sq;   /* [dim] sum_t x_tj^2; ||X_j|| = sqrt(sum_sq[j]) */
+    int dim;                 /* width of the input vectors */
+    int64_t n_tokens;        /* how many vectors were accumulated */
+    const double *sum;       /* [dim] sum_t x_t */
+    const double *sum_sq;    /* [dim] sum_t x_tj^2; ||X_j|| = sqrt(sum_sq[j]) */
     const double *sum_outer; /* [dim, dim] sum_t x_t x_t^T, row-major; NULL if not collected */
 } cce_calib_input;
 

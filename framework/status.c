@@ -10,18 +10,30 @@ static _Thread_local char detail[DETAIL_MAX];
 
 const char *cce_strerror(cce_status s) {
     switch (s) {
-    case CCE_OK: return "ok";
-    case CCE_ERR_IO: return "I/O error";
-    case CCE_ERR_FORMAT: return "bad file format";
-    case CCE_ERR_HDF5: return "HDF5 error";
-    case CCE_ERR_NOMEM: return "out of memory";
-    case CCE_ERR_ARG: return "bad argument";
-    case CCE_ERR_RANGE: return "value out of range";
-    case CCE_ERR_NOT_FOUND: return "not found";
-    case CCE_ERR_CHECKSUM: return "checksum mismatch";
-    case CCE_ERR_STATE: return "invalid state";
-    case CCE_ERR_NUMERIC: return "non-finite number";
-    case CCE_ERR_INTERNAL: return "internal error";
+    case CCE_OK:
+        return "ok";
+    case CCE_ERR_IO:
+        return "I/O error";
+    case CCE_ERR_FORMAT:
+        return "bad file format";
+    case CCE_ERR_HDF5:
+        return "HDF5 error";
+    case CCE_ERR_NOMEM:
+        return "out of memory";
+    case CCE_ERR_ARG:
+        return "bad argument";
+    case CCE_ERR_RANGE:
+        return "value out of range";
+    case CCE_ERR_NOT_FOUND:
+        return "not found";
+    case CCE_ERR_CHECKSUM:
+        return "checksum mismatch";
+    case CCE_ERR_STATE:
+        return "invalid state";
+    case CCE_ERR_NUMERIC:
+        return "non-finite number";
+    case CCE_ERR_INTERNAL:
+        return "internal error";
     }
     return "unknown status";
 }
@@ -50,6 +62,10 @@ void cce_error_prefix(const char *fmt, ...) {
     detail[plen + olen] = '\0';
 }
 
-const char *cce_error_detail(void) { return detail; }
+const char *cce_error_detail(void) {
+    return detail;
+}
 
-void cce_error_clear(void) { detail[0] = '\0'; }
+void cce_error_clear(void) {
+    detail[0] = '\0';
+}

@@ -85,7 +85,9 @@ int64_t cce_tensor_numel(const cce_tensor *t) {
     return n;
 }
 
-int64_t cce_tensor_cols(const cce_tensor *t) { return t->shape[t->ndim - 1]; }
+int64_t cce_tensor_cols(const cce_tensor *t) {
+    return t->shape[t->ndim - 1];
+}
 
 int64_t cce_tensor_rows(const cce_tensor *t) {
     int64_t cols = cce_tensor_cols(t);

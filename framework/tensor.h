@@ -11,10 +11,10 @@
 #define CCE_TENSOR_MAX_DIMS 4
 
 typedef struct cce_tensor {
-    float *data;                           /* numel floats, row-major */
-    int ndim;                              /* 1..CCE_TENSOR_MAX_DIMS */
-    int64_t shape[CCE_TENSOR_MAX_DIMS];    /* unused trailing entries are 1 */
-    int owned;                             /* 1: cce_tensor_free frees data */
+    float *data;                        /* numel floats, row-major */
+    int ndim;                           /* 1..CCE_TENSOR_MAX_DIMS */
+    int64_t shape[CCE_TENSOR_MAX_DIMS]; /* unused trailing entries are 1 */
+    int owned;                          /* 1: cce_tensor_free frees data */
 } cce_tensor;
 
 /* New zero-filled tensor. The caller owns *out (cce_tensor_free). */

@@ -26,14 +26,16 @@ static const command commands[] = {
 };
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: cce COMMAND [ARGS...]\n\nCCE Lab %s: LLM compression experiments.\n\n"
-               "commands:\n",
+    fprintf(f,
+            "usage: cce COMMAND [ARGS...]\n\nCCE Lab %s: LLM compression experiments.\n\n"
+            "commands:\n",
             CCE_VERSION);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\nRun 'cce COMMAND --help' for a command's options.\n"
-               "Environment: CCE_MIRROR (folder of models and texts), CCE_CACHE_DIR (derived files;\n"
-               "default $XDG_CACHE_HOME/cce).\n");
+    fprintf(f,
+            "\nRun 'cce COMMAND --help' for a command's options.\n"
+            "Environment: CCE_MIRROR (folder of models and texts), CCE_CACHE_DIR (derived files;\n"
+            "default $XDG_CACHE_HOME/cce).\n");
 }
 
 int main(int argc, char **argv) {

@@ -107,4 +107,6 @@ char *test_read_file(const char *path, size_t *len) {
     return buf;
 }
 
-int test_file_exists(const char *path) { return access(path, F_OK) == 0; }
+int test_file_exists(const char *path) {
+    return access(path, F_OK) == 0;
+}
