@@ -27,6 +27,11 @@ int cli_fail(const char *cmd, cce_status s);
 /* Prints "cce CMD: <message>\nTry 'cce CMD --help'." to stderr and returns 2. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The value of option `opt` at argv[*i]: "--opt VALUE" (advancing *i) or "--opt=VALUE". NULL if
+ * argv[*i] is not that option; *missing is set when the option is there but its value is not.
+ * Borrowed from argv. */
+const char *cli_option_value(int argc, char **argv, int *i, const char *opt, int *missing);
+
 /* 1 if argv contains -h or --help. */
 int cli_wants_help(int argc, char **argv);
 

@@ -47,20 +47,6 @@ typedef struct eval_args {
     int json, tsv;
 } eval_args;
 
-/* The value of option `name` at argv[*i]: "--name VALUE" or "--name=VALUE". NULL if argv[*i]
- * is not that option; *missing is set when the value is absent. */
-static const char *option_value(int argc, char **argv, int *i, const char *name, int *missing) {
-    size_t len = strlen(name);
-    if (strncmp(argv[*i], name, len) != 0) return NULL;
-    if (argv[*i][len] == '=') return argv[*i] + len + 1;
-    if (argv[*i][len] != '\0') return NULL;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return NULL;
-    }
-    return argv[++*i];
-}
-
 /* Returns 0, or the usage-error exit code. */
 static int parse_args(int argc, char **argv, eval_args *a) {
     static const char *const value_opts[] = {"--data", "--ctx", "--max-tokens", "--ref"};
@@ -77,7 +63,7 @@ static int parse_args(int argc, char **argv, eval_args *a) {
         const char **slots[] = {&a->data, &a->ctx_text, &a->max_tokens_text, &a->ref};
         int matched = 0, missing = 0;
         for (size_t k = 0; k < sizeof value_opts / sizeof value_opts[0] && !matched; k++) {
-            const char *v = option_value(argc, argv, &i, value_opts[k], &missing);
+            const char *v = cli_option_value(argc, argv, &i, value_opts[k], &missing);
             if (missing) return cli_usage_error(CMD, "%s needs a value", value_opts[k]);
             if (v) {
                 *slots[k] = v;

@@ -24,20 +24,6 @@ static void usage(FILE *f) {
             "  -h, --help              show this text\n");
 }
 
-/* The value of option `opt` at argv[*i] ("--opt V" or "--opt=V"); NULL if argv[*i] is not it.
- * *missing is set when the option is there but its value is not. */
-static const char *option_value(int argc, char **argv, int *i, const char *opt, int *missing) {
-    size_t n = strlen(opt);
-    if (strncmp(argv[*i], opt, n) != 0) return NULL;
-    if (argv[*i][n] == '=') return argv[*i] + n + 1;
-    if (argv[*i][n] != '\0') return NULL;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return NULL;
-    }
-    return argv[++*i];
-}
-
 int cmd_import(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         usage(stdout);
@@ -49,10 +35,10 @@ int cmd_import(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         int missing = 0;
         const char *v;
-        if ((v = option_value(argc, argv, &i, "--output", &missing)) ||
-            (v = option_value(argc, argv, &i, "-o", &missing))) {
+        if ((v = cli_option_value(argc, argv, &i, "--output", &missing)) ||
+            (v = cli_option_value(argc, argv, &i, "-o", &missing))) {
             output = v;
-        } else if ((v = option_value(argc, argv, &i, "--compress-level", &missing))) {
+        } else if ((v = cli_option_value(argc, argv, &i, "--compress-level", &missing))) {
             int rc = cli_parse_long(CMD, "--compress-level", v, 0, 9, &level);
             if (rc) return rc;
         } else if (missing) {

@@ -46,18 +46,6 @@ static void usage(FILE *f) {
            "  -h, --help              show this text\n");
 }
 
-static const char *option_value(int argc, char **argv, int *i, const char *opt, int *missing) {
-    size_t n = strlen(opt);
-    if (strncmp(argv[*i], opt, n) != 0) return NULL;
-    if (argv[*i][n] == '=') return argv[*i] + n + 1;
-    if (argv[*i][n] != '\0') return NULL;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return NULL;
-    }
-    return argv[++*i];
-}
-
 static int parse_seed(const char *text, uint64_t *out) {
     char *end;
     errno = 0;
@@ -90,7 +78,7 @@ int cmd_synth(int argc, char **argv) {
         int missing = 0, matched = 0;
         const char *v;
         for (int k = 0; k < O_COUNT && !matched && !missing; k++) {
-            if ((v = option_value(argc, argv, &i, shape_opts[k], &missing))) {
+            if ((v = cli_option_value(argc, argv, &i, shape_opts[k], &missing))) {
                 if ((rc = cli_parse_long(CMD, shape_opts[k], v, 1, shape_max[k], &shape[k])))
                     return rc;
                 matched = 1;
@@ -98,16 +86,16 @@ int cmd_synth(int argc, char **argv) {
         }
         if (matched) continue;
         if (missing) return cli_usage_error(CMD, "%s needs a value", argv[i]);
-        if ((v = option_value(argc, argv, &i, "--output", &missing)) ||
-            (v = option_value(argc, argv, &i, "-o", &missing))) {
+        if ((v = cli_option_value(argc, argv, &i, "--output", &missing)) ||
+            (v = cli_option_value(argc, argv, &i, "-o", &missing))) {
             output = v;
-        } else if ((v = option_value(argc, argv, &i, "--tokenizer", &missing))) {
+        } else if ((v = cli_option_value(argc, argv, &i, "--tokenizer", &missing))) {
             tokenizer = v;
-        } else if ((v = option_value(argc, argv, &i, "--seed", &missing))) {
+        } else if ((v = cli_option_value(argc, argv, &i, "--seed", &missing))) {
             if ((rc = parse_seed(v, &seed))) return rc;
-        } else if ((v = option_value(argc, argv, &i, "--init-std", &missing))) {
+        } else if ((v = cli_option_value(argc, argv, &i, "--init-std", &missing))) {
             if ((rc = cli_parse_double(CMD, "--init-std", v, 0.0, 1e3, &init_std))) return rc;
-        } else if ((v = option_value(argc, argv, &i, "--compress-level", &missing))) {
+        } else if ((v = cli_option_value(argc, argv, &i, "--compress-level", &missing))) {
             if ((rc = cli_parse_long(CMD, "--compress-level", v, 0, 9, &level))) return rc;
         } else if (missing) {
             return cli_usage_error(CMD, "%s needs a value", argv[i]);

@@ -87,3 +87,15 @@ void cli_select_blas_kernels(int argc, char **argv) {
     unsetenv("OPENBLAS_CORETYPE");
     unsetenv("CCE_DETECTED_BLAS_CORE");
 }
+
+const char *cli_option_value(int argc, char **argv, int *i, const char *opt, int *missing) {
+    size_t n = strlen(opt);
+    if (strncmp(argv[*i], opt, n) != 0) return NULL;
+    if (argv[*i][n] == '=') return argv[*i] + n + 1;
+    if (argv[*i][n] != '\0') return NULL;
+    if (*i + 1 >= argc) {
+        *missing = 1;
+        return NULL;
+    }
+    return argv[++*i];
+}
