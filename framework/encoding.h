@@ -1,14 +1,17 @@
 /* How a compressed tensor is stored (DESIGN section 4): a sparse pattern, a quantized payload, or
- * both composed. The forward pass never sees an encoding: a model presents the densified float32
- * tensor (cce_encoding_decode) and keeps the encoding beside it so that saving writes the
- * compressed form.
+ * both composed, or a low-rank pair. A model presents the densified float32 tensor
+ * (cce_encoding_decode) and keeps the encoding beside it so that saving writes the compressed
+ * form; the forward pass uses the dense tensor, except for lowrank encodings (run natively).
  *
  * Kinds (cce_encoding_name):
  *   "sparse"        a pattern of stored weights and their float32 values;
  *   "quant"         every weight quantized (framework/quant.h grid and packing);
  *   "sparse+quant"  a pattern, and only the stored weights' codes (the quantizer saw only the
  *                   kept values; its scales and zeros are per group of the full [rows, cols]
- *                   layout, so a weight's group is that of its position).
+ *                   layout, so a weight's group is that of its position);
+ *   "lowrank"       a rank-r factorisation W = A B, A [rows, r] and B [r, cols] in float32
+ *                   (strategies/lowrank.h); it decodes to cce_encoding_lowrank_product, and the
+ *                   forward pass runs such a linear tensor as two products (x B^T) A^T.
  * A tensor stored as a plain float32 dataset has no encoding (NULL).
  *
  * Patterns:
@@ -27,7 +30,8 @@
  *   sparse        4 * kept + mask bytes (ceil(numel / 8)) or index bytes (ceil(kept * ib / 8));
  *   quant         packed codes of all weights + 2 * n_groups (fp16 scales) + packed zeros
  *                 (asymmetric only);
- *   sparse+quant  packed codes of the kept weights + mask or index bytes + scales + zeros.
+ *   sparse+quant  packed codes of the kept weights + mask or index bytes + scales + zeros;
+ *   lowrank       4 * r * (rows + cols).
  * These are exactly the numbers of cce_sparse_encoded_bytes and cce_quant_encoded_bytes for the
  * forms they describe. */
 #ifndef CCE_ENCODING_H
@@ -59,9 +63,13 @@ typedef struct cce_encoding {
     uint8_t *index;            /* NM: [ceil(kept * index_bits / 8)] packed in-group positions */
     float *values;             /* sparse without quant: [kept] in row-major order */
     cce_quant_encoding *quant; /* quant payload or NULL; codes of every weight in memory */
+    int lowrank;               /* 1: a low-rank pair (no pattern, no quant payload) */
+    int64_t rank;              /* lowrank: r >= 1 */
+    float *a;                  /* lowrank: [rows, rank] */
+    float *b;                  /* lowrank: [rank, cols] */
 } cce_encoding;
 
-/* "sparse", "quant" or "sparse+quant". Static. */
+/* "sparse", "quant", "sparse+quant" or "lowrank". Static. */
 const char *cce_encoding_name(const cce_encoding *e);
 
 /* Bits of an N:M in-group position: ceil(log2 m) (0 for m = 1). */
@@ -119,6 +127,19 @@ void cce_encoding_drop_pattern(cce_encoding *e);
  * (values are not touched). CCE_ERR_FORMAT / CCE_ERR_ARG naming `what` otherwise. */
 cce_status cce_encoding_set_flags(cce_encoding *e, const uint8_t *keep, int nm_n, int nm_m,
                                   const char *what);
+
+/* A lowrank encoding of a 2-D tensor [shape[0], shape[1]] from copies of a [rows, rank] and
+ * b [rank, cols] (borrowed). CCE_ERR_ARG naming `what` for a rank below 1 or a shape that is not
+ * 2-D; CCE_ERR_NOMEM. The caller owns *out (cce_encoding_free). (encoding_lowrank.c) */
+cce_status cce_encoding_new_lowrank(const float *a, const float *b, int64_t rank, int ndim,
+                                    const int64_t *shape, const char *what, cce_encoding **out);
+
+/* out [rows, cols] = A B for a [rows, rank] and b [rank, cols] (rank 0: zeros): the factors
+ * widened to double, one cblas_dgemm, each entry rounded to float32 once. The lowrank strategy
+ * computes its dense result with this function, so decoding a stored pair reproduces it bit for
+ * bit. CCE_ERR_NOMEM naming `what` only. (encoding_lowrank.c) */
+cce_status cce_encoding_lowrank_product(const float *a, const float *b, int64_t rows, int64_t rank,
+                                        int64_t cols, const char *what, float *out);
 
 void cce_encoding_free(cce_encoding *e);
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "encoding.h"
 #include "forward_internal.h"
 #include "kernels.h"
 
@@ -20,6 +21,7 @@ void cce_forward_free(cce_forward *f) {
     free(f->o);
     free(f->g);
     free(f->u);
+    free(f->lr_tmp);
     free(f->att);
     free(f->k_rows);
     free(f->att_spare);
@@ -53,6 +55,26 @@ static cce_status fetch(cce_model *m, int layer, int which, int global, int64_t 
         return cce_fail(CCE_ERR_FORMAT, "forward: tensor %s is not [%lld]", name, (long long)rows);
     }
     *out = t->data;
+    return CCE_OK;
+}
+
+/* The lowrank factors of tensor `name` into *lr when it is stored lowrank (else lr->a NULL). */
+static cce_status lowrank_of(cce_forward *f, const char *name, fwd_lowrank *lr) {
+    const cce_encoding *e;
+    memset(lr, 0, sizeof *lr);
+    cce_status s = cce_model_tensor_encoding(f->model, name, &e);
+    if (s) {
+        cce_error_prefix("forward: ");
+        return s;
+    }
+    if (!e || !e->lowrank) return CCE_OK;
+    if (e->rank < 1 || e->rank > INT32_MAX / 2 || !e->a || !e->b)
+        return cce_fail(CCE_ERR_FORMAT, "forward: tensor %s: lowrank encoding of rank %lld", name,
+                        (long long)e->rank);
+    lr->a = e->a;
+    lr->b = e->b;
+    lr->rank = (int)e->rank;
+    if (lr->rank > f->max_rank) f->max_rank = lr->rank;
     return CCE_OK;
 }
 
@@ -92,6 +114,13 @@ static cce_status setup_layer(cce_forward *f, int l, size_t *kv_floats) {
         (s = fetch(m, l, CCE_LT_UP, 0, L->hidden_dim, dim, &L->wu)) ||
         (s = fetch(m, l, CCE_LT_DOWN, 0, dim, L->hidden_dim, &L->wd)))
         return s;
+    static const cce_layer_tensor linear[] = {CCE_LT_Q,    CCE_LT_K,  CCE_LT_V,   CCE_LT_O,
+                                              CCE_LT_GATE, CCE_LT_UP, CCE_LT_DOWN};
+    for (size_t i = 0; i < sizeof linear / sizeof linear[0]; i++) {
+        char name[128];
+        cce_layer_tensor_name(l, linear[i], name, sizeof name);
+        if ((s = lowrank_of(f, name, &L->lr[linear[i]]))) return s;
+    }
     if (L->q_dim > f->max_q_dim) f->max_q_dim = L->q_dim;
     if (L->kv_dim > f->max_kv_dim) f->max_kv_dim = L->kv_dim;
     if (L->hidden_dim > f->max_hidden) f->max_hidden = L->hidden_dim;
@@ -134,7 +163,9 @@ cce_status cce_forward_new(cce_model *m, int max_tokens, cce_forward **out) {
         }
     if ((s = fetch(m, 0, CCE_GT_EMBED, 1, c->vocab_size, c->dim, &f->embed)) ||
         (s = fetch(m, 0, CCE_GT_NORM, 1, c->dim, 0, &f->final_norm)) ||
-        (s = fetch(m, 0, CCE_GT_LM_HEAD, 1, c->vocab_size, c->dim, &f->cls))) {
+        (s = fetch(m, 0, CCE_GT_LM_HEAD, 1, c->vocab_size, c->dim, &f->cls)) ||
+        (!c->tied_embeddings &&
+         (s = lowrank_of(f, cce_global_tensor_name(CCE_GT_LM_HEAD), &f->cls_lr)))) {
         cce_forward_free(f);
         return s;
     }
@@ -153,11 +184,12 @@ cce_status cce_forward_new(cce_model *m, int max_tokens, cce_forward **out) {
     f->o = alloc_floats(T * (size_t)f->max_q_dim);
     f->g = alloc_floats(T * (size_t)f->max_hidden);
     f->u = alloc_floats(T * (size_t)f->max_hidden);
+    f->lr_tmp = alloc_floats(T * (size_t)f->max_rank);
     f->att = alloc_floats(att_window > att_decode ? att_window : att_decode);
     f->k_rows = alloc_floats(T * (size_t)f->max_kv_dim);
     f->att_spare = alloc_floats((size_t)f->n_threads * CCE_ATT_ROWS * (size_t)c->head_dim);
     if (!f->cos_tab || !f->sin_tab || !f->kv || !f->h || !f->x || !f->q || !f->o || !f->g ||
-        !f->u || !f->att || !f->k_rows || !f->att_spare) {
+        !f->u || !f->lr_tmp || !f->att || !f->k_rows || !f->att_spare) {
         cce_forward_free(f);
         return cce_fail(CCE_ERR_NOMEM, "forward: activations for %d tokens and a KV cache of %d",
                         f->max_tokens, (int)c->seq_len);
@@ -187,6 +219,26 @@ cce_model *cce_forward_model(const cce_forward *f) {
 
 int cce_forward_max_tokens(const cce_forward *f) {
     return f->max_tokens;
+}
+
+void cce_forward_linear(cce_forward *f, const fwd_lowrank *lr, const float *w, float *y,
+                        const float *x, int T, int in, int out, float beta) {
+    if (!lr->a) {
+        cce_linear(y, x, w, T, in, out, beta);
+        return;
+    }
+    cce_linear(f->lr_tmp, x, lr->b, T, in, lr->rank, 0.0f);  /* [T, rank] x B^T */
+    cce_linear(y, f->lr_tmp, lr->a, T, lr->rank, out, beta); /* [T, out] */
+}
+
+void cce_forward_gemv(cce_forward *f, const fwd_lowrank *lr, const float *w, float *y,
+                      const float *x, int out, int in, float beta) {
+    if (!lr->a) {
+        cce_gemv(y, w, x, out, in, beta);
+        return;
+    }
+    cce_gemv(f->lr_tmp, lr->b, x, lr->rank, in, 0.0f);  /* [rank] B x */
+    cce_gemv(y, lr->a, f->lr_tmp, out, lr->rank, beta); /* [out] */
 }
 
 cce_status cce_forward_check_token(const cce_forward *f, int32_t token, int index) {

@@ -145,6 +145,15 @@ static float *pack_rows(float *dst, const float *w, int rows, int cols) {
     return dst + n;
 }
 
+/* Whether a layer's q/k/v (or gate/up) are packed: present and none of them lowrank. */
+static int packs_qkv(const fwd_layer *L) {
+    return L->n_heads > 0 && !L->lr[CCE_LT_Q].a && !L->lr[CCE_LT_K].a && !L->lr[CCE_LT_V].a;
+}
+
+static int packs_gu(const fwd_layer *L) {
+    return L->hidden_dim > 0 && !L->lr[CCE_LT_GATE].a && !L->lr[CCE_LT_UP].a;
+}
+
 /* Allocates the decoding state on first use: the fused q/k/v and gate/up matrices (see
  * forward_internal.h for their memory cost) and their output buffers. */
 static cce_status decode_prepare(cce_forward *f) {
@@ -154,8 +163,8 @@ static cce_status decode_prepare(cce_forward *f) {
     for (int l = 0; l < c->n_layers; l++) {
         const fwd_layer *L = &f->layers[l];
         if (L->removed) continue;
-        if (L->n_heads > 0) total += ((size_t)L->q_dim + 2 * (size_t)L->kv_dim) * dim;
-        if (L->hidden_dim > 0) total += 2 * (size_t)L->hidden_dim * dim;
+        if (packs_qkv(L)) total += ((size_t)L->q_dim + 2 * (size_t)L->kv_dim) * dim;
+        if (packs_gu(L)) total += 2 * (size_t)L->hidden_dim * dim;
     }
     float *packed = malloc(sizeof(float) * (total ? total : 1));
     float *qkv = malloc(sizeof(float) * ((size_t)f->max_q_dim + 2 * (size_t)f->max_kv_dim + 1));
@@ -172,13 +181,13 @@ static cce_status decode_prepare(cce_forward *f) {
         fwd_layer *L = &f->layers[l];
         L->wqkv = L->wgu = NULL;
         if (L->removed) continue;
-        if (L->n_heads > 0) {
+        if (packs_qkv(L)) {
             L->wqkv = p;
             p = pack_rows(p, L->wq, L->q_dim, c->dim);
             p = pack_rows(p, L->wk, L->kv_dim, c->dim);
             p = pack_rows(p, L->wv, L->kv_dim, c->dim);
         }
-        if (L->hidden_dim > 0) {
+        if (packs_gu(L)) {
             L->wgu = p;
             p = pack_rows(p, L->wg, L->hidden_dim, c->dim);
             p = pack_rows(p, L->wu, L->hidden_dim, c->dim);
@@ -199,20 +208,33 @@ static void block_token(cce_forward *f, const fwd_layer *L, int pos) {
         float *q = f->dec_qkv;    /* [q_dim] */
         float *k = q + L->q_dim;  /* [kv_dim] */
         float *v = k + L->kv_dim; /* [kv_dim] */
-        cce_gemv(q, L->wqkv, f->x, L->q_dim + 2 * L->kv_dim, dim, 0.0f);
+        if (L->wqkv) {
+            cce_gemv(q, L->wqkv, f->x, L->q_dim + 2 * L->kv_dim, dim, 0.0f);
+        } else {
+            cce_forward_gemv(f, &L->lr[CCE_LT_Q], L->wq, q, f->x, L->q_dim, dim, 0.0f);
+            cce_forward_gemv(f, &L->lr[CCE_LT_K], L->wk, k, f->x, L->kv_dim, dim, 0.0f);
+            cce_forward_gemv(f, &L->lr[CCE_LT_V], L->wv, v, f->x, L->kv_dim, dim, 0.0f);
+        }
         const float *cs = f->cos_tab + (size_t)pos * half, *sn = f->sin_tab + (size_t)pos * half;
         rope_token(q, L->n_heads, c->head_dim, cs, sn);
         rope_token(k, L->n_kv_heads, c->head_dim, cs, sn);
         memcpy(L->v_cache + (size_t)pos * L->kv_dim, v, sizeof(float) * (size_t)L->kv_dim);
         attention_token(f, L, q, k, pos);
-        cce_gemv(f->h, L->wo, f->o, dim, L->q_dim, 1.0f); /* h += Wo o */
+        cce_forward_gemv(f, &L->lr[CCE_LT_O], L->wo, f->h, f->o, dim, L->q_dim,
+                         1.0f); /* h += Wo o */
     }
     if (L->hidden_dim > 0) {
         rmsnorm_token(f->x, f->h, L->ffn_norm, dim, c->norm_eps);
         float *g = f->dec_gu, *u = g + L->hidden_dim; /* [hidden] each */
-        cce_gemv(g, L->wgu, f->x, 2 * L->hidden_dim, dim, 0.0f);
+        if (L->wgu) {
+            cce_gemv(g, L->wgu, f->x, 2 * L->hidden_dim, dim, 0.0f);
+        } else {
+            cce_forward_gemv(f, &L->lr[CCE_LT_GATE], L->wg, g, f->x, L->hidden_dim, dim, 0.0f);
+            cce_forward_gemv(f, &L->lr[CCE_LT_UP], L->wu, u, f->x, L->hidden_dim, dim, 0.0f);
+        }
         swiglu_token(g, u, L->hidden_dim);
-        cce_gemv(f->h, L->wd, g, dim, L->hidden_dim, 1.0f); /* h += Wd a */
+        cce_forward_gemv(f, &L->lr[CCE_LT_DOWN], L->wd, f->h, g, dim, L->hidden_dim,
+                         1.0f); /* h += Wd a */
     }
 }
 
@@ -234,7 +256,7 @@ cce_status cce_forward_token(cce_forward *f, int32_t token, int pos, float *logi
     memcpy(f->h, f->embed + (size_t)token * dim, sizeof(float) * dim);
     for (int l = 0; l < c->n_layers; l++) block_token(f, &f->layers[l], pos);
     rmsnorm_token(f->x, f->h, f->final_norm, dim, c->norm_eps);
-    cce_gemv(logits, f->cls, f->x, c->vocab_size, dim, 0.0f); /* [vocab] */
+    cce_forward_gemv(f, &f->cls_lr, f->cls, logits, f->x, c->vocab_size, dim, 0.0f); /* [vocab] */
     f->next_pos = pos + 1;
     return CCE_OK;
 }

@@ -18,20 +18,29 @@
 #define CCE_ATT_ROWS      8
 #define CCE_ATT_KEY_BLOCK 32
 
+/* A linear tensor stored lowrank (encoding.h), W = A B, run as two products; a NULL: dense. */
+typedef struct fwd_lowrank {
+    const float *a; /* [out, rank] (borrowed from the model's encoding) */
+    const float *b; /* [rank, in] */
+    int rank;
+} fwd_lowrank;
+
 typedef struct fwd_layer {
     int removed;
     int n_heads, n_kv_heads, hidden_dim;
-    int q_dim, kv_dim;         /* n_heads * head_dim, n_kv_heads * head_dim */
-    const int32_t *kv_of_head; /* [n_heads], borrowed from the model */
-    const float *attn_norm;    /* [dim] */
-    const float *wq, *wk, *wv; /* [q_dim, dim], [kv_dim, dim], [kv_dim, dim] */
-    const float *wo;           /* [dim, q_dim] */
-    const float *ffn_norm;     /* [dim] */
-    const float *wg, *wu, *wd; /* [hidden, dim], [hidden, dim], [dim, hidden] */
-    float *kt_cache;           /* [kv_dim, kv_ld] keys, transposed (inside cce_forward.kv) */
-    float *v_cache;            /* [seq_len, kv_dim] values (inside cce_forward.kv) */
+    int q_dim, kv_dim;            /* n_heads * head_dim, n_kv_heads * head_dim */
+    const int32_t *kv_of_head;    /* [n_heads], borrowed from the model */
+    const float *attn_norm;       /* [dim] */
+    const float *wq, *wk, *wv;    /* [q_dim, dim], [kv_dim, dim], [kv_dim, dim] */
+    const float *wo;              /* [dim, q_dim] */
+    const float *ffn_norm;        /* [dim] */
+    const float *wg, *wu, *wd;    /* [hidden, dim], [hidden, dim], [dim, hidden] */
+    fwd_lowrank lr[CCE_LT_COUNT]; /* by cce_layer_tensor: the lowrank linear tensors */
+    float *kt_cache;              /* [kv_dim, kv_ld] keys, transposed (inside cce_forward.kv) */
+    float *v_cache;               /* [seq_len, kv_dim] values (inside cce_forward.kv) */
     /* Decoding only (inside cce_forward.packed, NULL until the first cce_forward_token call, and
-     * NULL for a layer without heads or without an FFN): */
+     * NULL for a layer without heads or without an FFN, or when one of the tensors it would pack
+     * is lowrank; the projections then run one by one): */
     float *wqkv; /* [q_dim + 2 kv_dim, dim] rows of wq, then wk, then wv */
     float *wgu;  /* [2 hidden, dim] rows of wg, then wu */
 } fwd_layer;
@@ -43,6 +52,8 @@ struct cce_forward {
     int max_q_dim, max_kv_dim, max_hidden, max_heads;
     fwd_layer *layers;                     /* [n_layers] */
     const float *embed, *final_norm, *cls; /* [vocab, dim], [dim], [vocab, dim] (borrowed) */
+    fwd_lowrank cls_lr;                    /* the classifier, when it is stored lowrank */
+    int max_rank;                          /* the largest rank of a lowrank linear tensor */
 
     float *cos_tab, *sin_tab; /* [seq_len, head_dim/2] RoPE tables */
     float *kv;                /* all layers' caches: per layer kt_cache then v_cache */
@@ -55,6 +66,7 @@ struct cce_forward {
     float *o;         /* [max_tokens, max_q_dim] concatenated head outputs */
     float *g;         /* [max_tokens, max_hidden] gate, then silu(gate) * up */
     float *u;         /* [max_tokens, max_hidden] up */
+    float *lr_tmp;    /* [max_tokens, max_rank] x B^T of a lowrank linear tensor */
     float *k_rows;    /* [max_tokens, max_kv_dim] new keys, row-major, before transposition */
     float *att;       /* window: [n_threads][CCE_ATT_ROWS, att_ld]; decode: [max_heads, kv_ld] */
     float *att_spare; /* [n_threads][CCE_ATT_ROWS, head_dim] outputs of padding query rows */
@@ -80,6 +92,15 @@ struct cce_forward {
  * from f->q [T, q_dim] (RoPE applied) and cache positions 0..T-1. Runs its own OpenMP region;
  * calls no BLAS. */
 void cce_attention_window(cce_forward *f, const fwd_layer *L, int T);
+
+/* y [T, out] = x [T, in] W^T + beta y with W [out, in]: one cblas_sgemm (cce_linear), or for a
+ * lowrank W = A B two, through f->lr_tmp: t = x B^T [T, rank], then y = t A^T + beta y. */
+void cce_forward_linear(cce_forward *f, const fwd_lowrank *lr, const float *w, float *y,
+                        const float *x, int T, int in, int out, float beta);
+
+/* The same for one token: y [out] = W x [in] + beta y, one cblas_sgemv or two. */
+void cce_forward_gemv(cce_forward *f, const fwd_lowrank *lr, const float *w, float *y,
+                      const float *x, int out, int in, float beta);
 
 /* Checks one token id against the vocabulary (CCE_ERR_RANGE naming the index). */
 cce_status cce_forward_check_token(const cce_forward *f, int32_t token, int index);

@@ -613,7 +613,7 @@ static cce_status open_tensor(cce_store *s, int n_layers, const char *name, hid_
     int dense = info.type == H5O_TYPE_DATASET && (!encoding || !strcmp(encoding, "dense"));
     int grouped = info.type == H5O_TYPE_GROUP && encoding &&
                   (!strcmp(encoding, "sparse") || !strcmp(encoding, "quant") ||
-                   !strcmp(encoding, "sparse+quant"));
+                   !strcmp(encoding, "sparse+quant") || !strcmp(encoding, "lowrank"));
     if (!dense && !grouped) {
         st = cce_fail(CCE_ERR_FORMAT,
                       "%s: tensor %s (%s) has encoding \"%s\", which this build "

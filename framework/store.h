@@ -20,8 +20,8 @@
  * carries `encoding` = "dense".
  *
  * A compressed tensor (encoding.h) is instead a GROUP at the tensor's path, with attributes
- * `encoding` ("sparse", "quant" or "sparse+quant") and `shape` (int64 [ndim]), and 1-D contiguous
- * datasets (never deflated):
+ * `encoding` ("sparse", "quant", "sparse+quant" or "lowrank") and `shape` (int64 [ndim]), and 1-D
+ * contiguous datasets (never deflated; the lowrank factors are 2-D):
  *   sparse part   attributes pattern ("mask" or "N:M", e.g. "2:4"), kept (int64: weights
  *                 stored), sparsity (float64: 1 - kept / numel); dataset `mask` (uint8
  *                 [ceil(numel / 8)], bit i % 8 of byte i / 8 = weight i, row-major) or `indices`
@@ -33,7 +33,9 @@
  *                 codes of every weight, or of the kept ones only with a sparse part, quant.h's
  *                 bit stream), `scales` (uint16 [n_groups]: IEEE binary16 bit patterns, groups
  *                 row-major), `zeros` (uint8, n_groups values packed at the code width; only when
- *                 asymmetric).
+ *                 asymmetric);
+ *   lowrank       attribute rank (int64 r >= 1); datasets `a` (float32 [out, r]) and `b`
+ *                 (float32 [r, in]); the tensor is their product (cce_encoding_lowrank_product).
  * Readers check every size against `shape` and fail with CCE_ERR_FORMAT naming the tensor.
  *
  * Every HDF5 failure becomes CCE_ERR_HDF5 (or CCE_ERR_FORMAT for a file that is not a cce-model)

@@ -71,6 +71,25 @@ static cce_status stored_codes(const cce_encoding *e, const char *what, uint8_t 
     return CCE_OK;
 }
 
+/* A 2-D contiguous float32 dataset `name` [rows, cols] in group g. */
+static cce_status write_matrix(hid_t g, const char *file, const char *path, const char *name,
+                               int64_t rows, int64_t cols, const float *data) {
+    hsize_t dims[2] = {(hsize_t)rows, (hsize_t)cols};
+    hid_t space = H5Screate_simple(2, dims, NULL), d = H5I_INVALID_HID;
+    cce_status st = CCE_OK;
+    if (space < 0 ||
+        (d = H5Dcreate2(g, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) <
+            0 ||
+        H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+        char what[64];
+        snprintf(what, sizeof what, "cannot write dataset %s", name);
+        st = store_hdf5_fail(CCE_ERR_HDF5, file, path, what);
+    }
+    if (d >= 0) H5Dclose(d);
+    if (space >= 0) H5Sclose(space);
+    return st;
+}
+
 static cce_status write_parts(hid_t g, const char *f, const char *path, const char *name,
                               const cce_encoding *e) {
     cce_status st;
@@ -79,6 +98,12 @@ static cce_status write_parts(hid_t g, const char *f, const char *path, const ch
         (st = store_write_attr(g, f, path, "shape", H5T_STD_I64LE, H5T_NATIVE_INT64, (long)nd,
                                e->shape)))
         return st;
+    if (e->lowrank) { /* a [rows, rank], b [rank, cols] */
+        if ((st = write_i64(g, f, path, "rank", e->rank)) ||
+            (st = write_matrix(g, f, path, "a", e->rows, e->rank, e->a)))
+            return st;
+        return write_matrix(g, f, path, "b", e->rank, e->cols, e->b);
+    }
     int64_t numel = e->rows * e->cols;
     if (e->pattern != CCE_SPARSE_NONE) {
         char pattern[32] = "mask";
@@ -220,6 +245,72 @@ done:
     if (type >= 0) H5Tclose(type);
     if (d >= 0) H5Dclose(d);
     return st;
+}
+
+/* Reads float32 dataset `name` of group g, which must be 2-D [rows, cols], into *out (malloc'd,
+ * the caller frees it). Another rank, shape or type: CCE_ERR_FORMAT naming file and tensor. */
+static cce_status read_matrix(hid_t g, const char *f, const char *path, const char *tensor,
+                              const char *name, int64_t rows, int64_t cols, float **out) {
+    *out = NULL;
+    htri_t ex = H5Lexists(g, name, H5P_DEFAULT);
+    if (ex <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return cce_fail(CCE_ERR_FORMAT, "%s: tensor %s (%s): dataset %s is missing", f, tensor,
+                        path, name);
+    }
+    hid_t d = H5Dopen2(g, name, H5P_DEFAULT), type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    cce_status st = CCE_OK;
+    if (d < 0 || (type = H5Dget_type(d)) < 0 || (space = H5Dget_space(d)) < 0) {
+        st = store_hdf5_fail(CCE_ERR_FORMAT, f, path, "cannot open an encoding dataset");
+        goto done;
+    }
+    hsize_t dims[2] = {0, 0};
+    int nd = H5Sget_simple_extent_ndims(space);
+    if (nd == 1 || nd == 2) H5Sget_simple_extent_dims(space, dims, NULL);
+    if (H5Tget_class(type) != H5T_FLOAT || H5Tget_size(type) != 4 || nd != 2 ||
+        dims[0] != (hsize_t)rows || dims[1] != (hsize_t)cols) {
+        st = cce_fail(CCE_ERR_FORMAT,
+                      "%s: tensor %s (%s): low-rank factor %s is not float32 [%lld, %lld] (it "
+                      "has %d dimensions, first %llu, %llu)",
+                      f, tensor, path, name, (long long)rows, (long long)cols, nd,
+                      (unsigned long long)dims[0], (unsigned long long)dims[1]);
+        goto done;
+    }
+    if (!(*out = malloc((size_t)(rows * cols) * sizeof **out))) {
+        st = cce_fail(CCE_ERR_NOMEM, "%s: tensor %s: low-rank factor %s", f, tensor, name);
+        goto done;
+    }
+    if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
+        char what[96];
+        snprintf(what, sizeof what, "tensor %s: cannot read dataset %s (truncated file?)", tensor,
+                 name);
+        st = store_hdf5_fail(CCE_ERR_FORMAT, f, path, what);
+        free(*out);
+        *out = NULL;
+    }
+done:
+    if (space >= 0) H5Sclose(space);
+    if (type >= 0) H5Tclose(type);
+    if (d >= 0) H5Dclose(d);
+    return st;
+}
+
+/* The lowrank part: `rank` and the factors a [rows, rank], b [rank, cols] of a 2-D shape. */
+static cce_status read_lowrank(hid_t g, const char *f, const char *path, const char *tensor,
+                               cce_encoding *e) {
+    if (e->ndim != 2)
+        return cce_fail(CCE_ERR_FORMAT, "%s: tensor %s (%s): a lowrank encoding of a %d-D shape", f,
+                        tensor, path, e->ndim);
+    int64_t rank;
+    cce_status st = attr_num(g, f, path, "rank", H5T_NATIVE_INT64, 1, &rank, NULL);
+    if (st) return st;
+    if (rank < 1 || rank > INT32_MAX)
+        return cce_fail(CCE_ERR_FORMAT, "%s: tensor %s (%s): rank = %lld is not a positive rank", f,
+                        tensor, path, (long long)rank);
+    e->lowrank = 1;
+    e->rank = rank;
+    if ((st = read_matrix(g, f, path, tensor, "a", e->rows, rank, &e->a))) return st;
+    return read_matrix(g, f, path, tensor, "b", rank, e->cols, &e->b);
 }
 
 cce_status store_encoded_shape(hid_t g, const char *file, const char *path, int *ndim,
@@ -399,6 +490,10 @@ cce_status store_read_encoded(hid_t g, const char *file, const char *path, const
     int quant = !strcmp(kind, "quant") || !strcmp(kind, "sparse+quant");
     char what[STORE_PATH_MAX + 160];
     snprintf(what, sizeof what, "%s: tensor %s (%s)", file, name, path);
+    if (!strcmp(kind, "lowrank")) {
+        st = read_lowrank(g, file, path, name, e);
+        goto decode;
+    }
     if (sparse) {
         if ((st = read_pattern(g, file, path, name, e))) goto done;
         if (!(keep = malloc((size_t)(e->rows * e->cols)))) {
@@ -415,6 +510,7 @@ cce_status store_read_encoded(hid_t g, const char *file, const char *path, const
         st = read_ds(g, file, path, name, "values", H5T_FLOAT, 4, H5T_NATIVE_FLOAT, e->kept,
                      e->values);
     }
+decode:
     if (!st) st = cce_encoding_decode(e, t->data);
     if (!st && (st = cce_tensor_check_finite(t, name))) {
         char detail[512];
@@ -441,6 +537,13 @@ cce_status store_describe_encoded(hid_t g, const char *file, const char *path, c
     int64_t group_size = 0;
     cce_status st = store_read_attr_string(g, file, path, "encoding", &kind);
     if (st) return st;
+    if (!strcmp(kind, "lowrank")) {
+        int64_t rank = 0;
+        st = attr_num(g, file, path, "rank", H5T_NATIVE_INT64, 1, &rank, NULL);
+        if (!st && cap) snprintf(buf, cap, "lowrank rank %lld", (long long)rank);
+        free(kind);
+        return st;
+    }
     int sparse = !strcmp(kind, "sparse") || !strcmp(kind, "sparse+quant");
     int quant = !strcmp(kind, "quant") || !strcmp(kind, "sparse+quant");
     double sparsity = 0;

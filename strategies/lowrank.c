@@ -13,11 +13,14 @@
  * of W S when whitened) reach that fraction of the total. A tensor whose plan target is 0 stays
  * as it is (in both modes), as with the pruners.
  *
- * For now the job tensor receives the dense product A B (same shape); the report counts the
- * factors: params_after = r * (out + in), bytes_after = 4 * r * (out + in), and gives `rank`,
- * the relative Frobenius error and, when the tensor's input has second moments, the relative
- * output error. Composition: a low-rank product is dense, so zeros of an earlier pruning do not
- * survive (the report's sparsity shows it). */
+ * The job tensor receives the dense product A B of the float32 factors (same shape, computed as
+ * cce_encoding_lowrank_product so that decoding gives the same bits) and, for r >= 1, the
+ * lowrank encoding of the pair (encoding.h: the file stores A and B, the forward pass runs two
+ * products); the driver keeps it when the factors are smaller than the dense tensor. The report
+ * counts the factors: params_after = r * (out + in), bytes_after = 4 * r * (out + in), and gives
+ * `rank`, the relative Frobenius error and, when the tensor's input has second moments, the
+ * relative output error. Composition: a low-rank product is dense, so zeros of an earlier pruning
+ * do not survive (the report's sparsity shows it). */
 #include "lowrank.h"
 
 #include <cblas.h>
@@ -29,6 +32,7 @@
 #include <time.h>
 
 #include "calib.h"
+#include "encoding.h"
 #include "obs.h"
 #include "strategy.h"
 
@@ -426,16 +430,27 @@ static cce_status factor_tensor(lowrank_priv *lp, const cce_calib *calib, cce_jo
         return cce_fail(CCE_ERR_NOMEM, "%s: copy of the weight", what);
     }
     memcpy(orig, t->data, (size_t)numel * sizeof *orig);
-    st = cce_lowrank_svd_product(d, r, what, t->data);
+    /* The float32 factors, their product as the encoding decodes it, and the encoding itself
+     * (none at rank 0: the tensor is then zero and stored plain). */
+    cce_tensor *a = NULL, *b = NULL;
+    st = cce_lowrank_svd_factors(d, r, what, &a, &b);
     cce_lowrank_svd_free(d);
+    if (!st) st = cce_encoding_lowrank_product(a->data, b->data, rows, r, cols, what, t->data);
+    cce_encoding *enc = NULL;
+    if (!st && r > 0) st = cce_encoding_new_lowrank(a->data, b->data, r, 2, t->shape, what, &enc);
+    cce_tensor_free(a);
+    cce_tensor_free(b);
     double out_err = NAN;
     if (!st && in.sum_outer)
         st = cce_obs_output_error(orig, t->data, rows, cols, in.sum_outer, what, &out_err);
     if (st) {
+        cce_encoding_free(enc);
         memcpy(t->data, orig, (size_t)numel * sizeof *orig);
         free(orig);
         return st;
     }
+    cce_encoding_free(jt->encoding);
+    jt->encoding = enc;
     double norm2 = 0, err2 = 0;
     int64_t zeros = 0;
     for (int64_t i = 0; i < numel; i++) {
@@ -486,6 +501,13 @@ static cce_status lowrank_apply(void *priv, cce_block_job *job, cce_report *r) {
     return s;
 }
 
+/* Whitening reads the input second moments: only that method needs calibration. */
+static unsigned lowrank_needs_of(const cce_params *p) {
+    int method = METHOD_SVD;
+    if (cce_params_get_enum(p, "method", NULL, &method) != CCE_OK) return 0;
+    return method == METHOD_WHITENED ? CCE_NEEDS_CALIBRATION : 0;
+}
+
 const cce_strategy cce_strategy_lowrank = {
     .api_version = CCE_STRATEGY_API_VERSION,
     .name = NAME,
@@ -497,4 +519,5 @@ const cce_strategy cce_strategy_lowrank = {
     .plan = lowrank_plan,
     .apply = lowrank_apply,
     .fini = lowrank_fini,
+    .needs_of = lowrank_needs_of,
 };
