@@ -25,8 +25,8 @@ void cce_compress_options_init(cce_compress_options *o) {
 }
 
 int cce_compress_needs_calibration(const cce_strategy_instance *inst) {
-    const cce_strategy *s = cce_strategy_instance_strategy(inst);
-    return (s->needs & (CCE_NEEDS_CALIBRATION | CCE_NEEDS_SEQUENTIAL)) != 0 ||
+    return (cce_strategy_instance_needs(inst) & (CCE_NEEDS_CALIBRATION | CCE_NEEDS_SEQUENTIAL)) !=
+               0 ||
            cce_owl_requested(cce_strategy_instance_params(inst));
 }
 
@@ -461,7 +461,8 @@ cce_status cce_compress(cce_model *base, cce_strategy_instance *const *steps, si
         if (!steps[k]) return cce_fail(CCE_ERR_ARG, "compress: step %zu is NULL", k);
         if (!calib && cce_compress_needs_calibration(steps[k])) {
             const cce_strategy *s = cce_strategy_instance_strategy(steps[k]);
-            if (s->needs & (CCE_NEEDS_CALIBRATION | CCE_NEEDS_SEQUENTIAL))
+            if (cce_strategy_instance_needs(steps[k]) &
+                (CCE_NEEDS_CALIBRATION | CCE_NEEDS_SEQUENTIAL))
                 return cce_fail(CCE_ERR_STATE,
                                 "%s: this strategy needs calibration data (give --calib)", s->name);
             return cce_fail(CCE_ERR_STATE, "%s: alloc = owl needs calibration data (give --calib)",

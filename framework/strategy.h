@@ -38,7 +38,7 @@
 #include "tensor.h"
 
 /* Bumped whenever a struct of this header changes layout or meaning. */
-#define CCE_STRATEGY_API_VERSION 4
+#define CCE_STRATEGY_API_VERSION 5
 
 /* The name of the symbol an external strategy exports. */
 #define CCE_STRATEGY_ENTRY_SYMBOL "cce_strategy_entry"
@@ -155,6 +155,9 @@ typedef struct cce_strategy {
     cce_status (*apply)(void *priv, cce_block_job *job, cce_report *r);
     /* Releases what init/plan/apply allocated in priv. Always called. Optional. */
     void (*fini)(void *priv);
+    /* Needs that depend on the parameters (e.g. only one method needs calibration); the
+     * framework ORs them with `needs`. Optional. */
+    unsigned (*needs_of)(const cce_params *p);
 } cce_strategy;
 
 /* The function an external strategy exports (CCE_STRATEGY_ENTRY_SYMBOL). */
@@ -318,6 +321,8 @@ cce_status cce_strategy_instance_apply(cce_strategy_instance *inst, cce_block_jo
                                        cce_report *r);
 
 const cce_strategy *cce_strategy_instance_strategy(const cce_strategy_instance *inst);
+/* The instance's needs: the descriptor's `needs` ORed with needs_of(params). */
+unsigned cce_strategy_instance_needs(const cce_strategy_instance *inst);
 const cce_params *cce_strategy_instance_params(const cce_strategy_instance *inst);
 
 /* Calls fini and frees everything. */

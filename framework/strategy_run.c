@@ -40,23 +40,27 @@ cce_status cce_strategy_instance_new(const cce_strategy *s, const cce_params *p,
     return CCE_OK;
 }
 
-static cce_status check_calibration(const cce_strategy *s, const cce_calib *calib) {
-    if ((s->needs & CCE_NEEDS_CALIBRATION) && !calib)
+unsigned cce_strategy_instance_needs(const cce_strategy_instance *inst) {
+    return inst->s->needs | (inst->s->needs_of ? inst->s->needs_of(inst->p) : 0u);
+}
+
+static cce_status check_calibration(const cce_strategy_instance *inst, const cce_calib *calib) {
+    if ((cce_strategy_instance_needs(inst) & CCE_NEEDS_CALIBRATION) && !calib)
         return cce_fail(CCE_ERR_STATE, "%s: this strategy needs calibration data (give --calib)",
-                        s->name);
+                        inst->s->name);
     return CCE_OK;
 }
 
 cce_status cce_strategy_instance_plan(cce_strategy_instance *inst, cce_model *m,
                                       const cce_calib *calib, cce_plan *plan) {
-    cce_status st = check_calibration(inst->s, calib);
+    cce_status st = check_calibration(inst, calib);
     if (st || !inst->s->plan) return st;
     return inst->s->plan(inst->priv, m, calib, plan);
 }
 
 cce_status cce_strategy_instance_apply(cce_strategy_instance *inst, cce_block_job *job,
                                        cce_report *r) {
-    cce_status st = check_calibration(inst->s, job->calib);
+    cce_status st = check_calibration(inst, job->calib);
     for (size_t i = 0; !st && i < job->n; i++) {
         cce_job_tensor *t = &job->tensors[i];
         if (!t->weight)

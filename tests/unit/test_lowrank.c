@@ -12,6 +12,7 @@
 
 #include "../../strategies/lowrank.h"
 #include "calib.h"
+#include "compress.h"
 #include "strategy.h"
 #include "fixtures.h"
 #include "test_support.h"
@@ -501,9 +502,28 @@ static void test_bad_input(void **state) {
     cce_calib_free(calib);
 }
 
+/* Only the whitened method needs calibration, and the framework learns it from needs_of. */
+static void test_needs_depend_on_method(void **state) {
+    (void)state;
+    const cce_strategy *s;
+    cce_params *p;
+    cce_strategy_instance *inst;
+    const char *specs[] = {"lowrank:method=svd", "lowrank:method=whitened"};
+    for (int k = 0; k < 2; k++) {
+        assert_cce_ok(cce_strategy_parse_spec(specs[k], &s, &p));
+        assert_cce_ok(cce_strategy_instance_new(s, p, &inst));
+        unsigned needs = cce_strategy_instance_needs(inst);
+        assert_int_equal((needs & CCE_NEEDS_CALIBRATION) != 0, k == 1);
+        assert_int_equal(cce_compress_needs_calibration(inst) != 0, k == 1);
+        cce_strategy_instance_free(inst);
+        cce_params_free(p);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_known_spectrum),
+        cmocka_unit_test(test_needs_depend_on_method),
         cmocka_unit_test(test_whitened_exact_error),
         cmocka_unit_test(test_rank_formula),
         cmocka_unit_test(test_energy),
