@@ -7,6 +7,7 @@
 #include <string.h>
 
 const char *cce_encoding_name(const cce_encoding *e) {
+    if (e->lowrank) return "lowrank";
     if (e->pattern != CCE_SPARSE_NONE) return e->quant ? "sparse+quant" : "sparse";
     return "quant";
 }
@@ -50,9 +51,29 @@ static int64_t group_of(const cce_quant_spec *q, int64_t gpr, int64_t r, int64_t
 
 /* ---- Patterns -------------------------------------------------------------------------------- */
 
+/* Sets bit i of mask [(n + 7) / 8] (zeroed) for every non-zero keep[i], eight flags a byte. */
+static void mask_of_flags(const uint8_t *keep, int64_t n, uint8_t *mask) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        unsigned byte = 0;
+        for (int j = 0; j < 8; j++) byte |= (unsigned)(keep[i + j] != 0) << j;
+        mask[i / 8] = (uint8_t)byte;
+    }
+    for (; i < n; i++)
+        if (keep[i]) mask[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+/* 1 for a weight whose bit pattern is not zero (-0.0 counts as kept, as in flags_of). */
+static inline unsigned nonzero(float v) {
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return u != 0;
+}
+
 cce_status cce_encoding_set_flags(cce_encoding *e, const uint8_t *keep, int nm_n, int nm_m,
                                   const char *what) {
     int64_t rows = e->rows, cols = e->cols, numel = rows * cols, kept = 0;
+#pragma omp simd reduction(+ : kept)
     for (int64_t i = 0; i < numel; i++) kept += keep[i] != 0;
     uint8_t *mask = NULL, *index = NULL;
     if (nm_m > 0) {
@@ -88,8 +109,7 @@ cce_status cce_encoding_set_flags(cce_encoding *e, const uint8_t *keep, int nm_n
     } else {
         if (!(mask = calloc((size_t)((numel + 7) / 8) + 1, 1)))
             return cce_fail(CCE_ERR_NOMEM, "%s: mask", what);
-        for (int64_t i = 0; i < numel; i++)
-            if (keep[i]) mask[i / 8] |= (uint8_t)(1u << (i % 8));
+        mask_of_flags(keep, numel, mask);
     }
     free(e->mask);
     free(e->index);
@@ -206,12 +226,165 @@ static cce_status shell(int ndim, const int64_t *shape, cce_encoding **out) {
     return CCE_OK;
 }
 
+/* The mask encoding of w [numel] in one pass: mask bits and kept values, as flags_of and
+ * cce_encoding_set_flags give them. values holds kept + 1 (the compaction writes one past). */
+static cce_status sparse_mask(cce_encoding *e, const float *w, const char *what) {
+    int64_t numel = e->rows * e->cols, kept = 0;
+#pragma omp simd reduction(+ : kept)
+    for (int64_t i = 0; i < numel; i++) kept += nonzero(w[i]);
+    uint8_t *mask = calloc((size_t)((numel + 7) / 8) + 1, 1);    /* [(numel + 7) / 8] */
+    float *values = malloc((size_t)(kept + 1) * sizeof *values); /* [kept + 1] */
+    if (!mask || !values) {
+        free(mask);
+        free(values);
+        return cce_fail(CCE_ERR_NOMEM, "%s: sparse encoding", what);
+    }
+    int64_t i = 0, k = 0;
+    for (; i + 8 <= numel; i += 8) {
+        unsigned byte = 0;
+        for (int j = 0; j < 8; j++) {
+            unsigned nz = nonzero(w[i + j]);
+            byte |= nz << j;
+            values[k] = w[i + j];
+            k += nz;
+        }
+        mask[i / 8] = (uint8_t)byte;
+    }
+    for (; i < numel; i++)
+        if (nonzero(w[i])) mask[i / 8] |= (uint8_t)(1u << (i % 8)), values[k++] = w[i];
+    e->mask = mask;
+    e->values = values;
+    e->pattern = CCE_SPARSE_MASK;
+    e->kept = kept;
+    return CCE_OK;
+}
+
+#define GROUP_CHUNK 256 /* N:M groups whose non-zero patterns are found at once (2^k) */
+
+/* The non-zero patterns (bit j: weight j is not zero) of min(groups, GROUP_CHUNK) groups of m
+ * <= 8 weights from w into pat; m = 4 is written out so that it vectorizes. */
+static void group_patterns(const float *w, int m, int64_t groups, uint8_t *pat) {
+    int n = groups < GROUP_CHUNK ? (int)groups : GROUP_CHUNK;
+    if (m == 4) {
+        for (int g = 0; g < n; g++)
+            pat[g] = (uint8_t)(nonzero(w[4 * g]) | nonzero(w[4 * g + 1]) << 1 |
+                               nonzero(w[4 * g + 2]) << 2 | nonzero(w[4 * g + 3]) << 3);
+        return;
+    }
+    for (int g = 0; g < n; g++) {
+        unsigned b = 0;
+        for (int j = 0; j < m; j++) b |= nonzero(w[(int64_t)g * m + j]) << j;
+        pat[g] = (uint8_t)b;
+    }
+}
+
+/* The N:M encoding of w [rows, cols] in one pass: per group its non-zeros, topped up with the
+ * earliest zeros to the quota (flags_of), their in-group positions and values. */
+static cce_status sparse_nm(cce_encoding *e, const float *w, int nm_n, int nm_m, const char *what) {
+    cce_status s = check_nm(nm_n, nm_m, what);
+    if (s) return s;
+    int64_t rows = e->rows, cols = e->cols;
+    int64_t kept = rows * cce_encoding_nm_row_quota(cols, nm_n, nm_m);
+    int ib = cce_encoding_index_bits(nm_m);
+    uint8_t *index = calloc((size_t)cce_quant_packed_bytes(kept, ib) + 1, 1);
+    /* [kept + 16]: a full group's values are compacted by stores that may run past the end */
+    float *values = malloc((size_t)(kept + 16) * sizeof *values);
+    if (!index || !values) {
+        free(index);
+        free(values);
+        return cce_fail(CCE_ERR_NOMEM, "%s: N:M indices", what);
+    }
+    /* For M <= 8, full groups look their non-zero pattern up: the topped-up pattern (-1 when
+     * over the quota) and its packed positions. */
+    int16_t topped[256];
+    uint32_t code[256];
+    int table = nm_m <= 8;
+    for (uint32_t mask = 0; table && mask < (1u << nm_m); mask++) {
+        uint32_t b = mask;
+        int got = __builtin_popcount(b);
+        for (; got < nm_n; got++) b |= ~b & (b + 1);
+        topped[mask] = got > nm_n ? -1 : (int16_t)b;
+        code[mask] = 0;
+        for (int j = 0, c = 0; j < nm_m; j++)
+            if (b >> j & 1u) code[mask] |= (uint32_t)j << (ib * c++);
+    }
+    uint8_t pat[GROUP_CHUNK]; /* non-zero patterns of up to GROUP_CHUNK full groups */
+    /* The positions are packed as they come (cce_quant_pack's stream: value bit 0 first). */
+    uint8_t *out = index;
+    uint64_t acc = 0;
+    int nb = 0;
+    int64_t k = 0;
+    for (int64_t r = 0; r < rows && !s; r++)
+        for (int64_t g0 = 0, gi = 0; g0 < cols; g0 += nm_m, gi++) {
+            const float *wg = w + r * cols + g0;
+            int64_t len = cols - g0 < nm_m ? cols - g0 : nm_m;
+            if (table && len == nm_m) {
+                if ((gi & (GROUP_CHUNK - 1)) == 0) /* the patterns of the next groups */
+                    group_patterns(wg, nm_m, (cols - g0) / nm_m, pat);
+                uint32_t bits = pat[gi & (GROUP_CHUNK - 1)];
+                int tb = topped[bits];
+                if (tb >= 0) {
+                    acc |= (uint64_t)code[bits] << nb;
+                    for (nb += nm_n * ib; nb >= 8; nb -= 8) *out++ = (uint8_t)acc, acc >>= 8;
+                    for (int j = 0; j < nm_m; j++) {
+                        values[k] = wg[j];
+                        k += (tb >> j) & 1;
+                    }
+                    continue;
+                }
+            }
+            int quota = len == nm_m ? nm_n : (int)(((int64_t)nm_n * len + nm_m - 1) / nm_m);
+            uint32_t bits = 0;
+            for (int j = 0; j < len; j++) bits |= nonzero(wg[j]) << j;
+            int got = __builtin_popcount(bits);
+            if (got > quota) {
+                s = cce_fail(CCE_ERR_ARG,
+                             "%s: row %lld, columns %lld..%lld hold %lld non-zeros; the %d:%d "
+                             "pattern keeps %lld",
+                             what, (long long)r, (long long)g0, (long long)(g0 + len - 1),
+                             (long long)got, nm_n, nm_m, (long long)quota);
+                break;
+            }
+            for (; got < quota; got++) bits |= ~bits & (bits + 1); /* the earliest zero */
+            while (bits) {
+                int j = __builtin_ctz(bits);
+                bits &= bits - 1;
+                acc |= (uint64_t)j << nb;
+                nb += ib;
+                if (nb >= 8) *out++ = (uint8_t)acc, acc >>= 8, nb -= 8;
+                values[k++] = wg[j];
+            }
+        }
+    if (!s && nb > 0) *out = (uint8_t)acc;
+    if (s) {
+        free(index);
+        free(values);
+        return s;
+    }
+    e->index = index;
+    e->values = values;
+    e->pattern = CCE_SPARSE_NM;
+    e->nm_n = nm_n;
+    e->nm_m = nm_m;
+    e->kept = kept;
+    return CCE_OK;
+}
+
 cce_status cce_encoding_new_sparse(const cce_tensor *t, int nm_n, int nm_m, const char *what,
                                    cce_encoding **out) {
     *out = NULL;
     cce_encoding *e;
     cce_status s = shell(t->ndim, t->shape, &e);
     if (s) return s;
+    if (nm_m <= 0 || (nm_m <= 16 && e->cols > 0)) {
+        s = nm_m > 0 ? sparse_nm(e, t->data, nm_n, nm_m, what) : sparse_mask(e, t->data, what);
+        if (s) {
+            cce_encoding_free(e);
+            return s;
+        }
+        *out = e;
+        return CCE_OK;
+    }
     int64_t numel = e->rows * e->cols;
     uint8_t *keep = malloc((size_t)(numel ? numel : 1)); /* [numel] */
     if (!keep) {
@@ -297,6 +470,8 @@ void cce_encoding_drop_pattern(cce_encoding *e) {
 
 cce_status cce_encoding_decode(const cce_encoding *e, float *out) {
     int64_t numel = e->rows * e->cols;
+    if (e->lowrank)
+        return cce_encoding_lowrank_product(e->a, e->b, e->rows, e->rank, e->cols, "encoding", out);
     if (e->quant) return cce_quant_decode(e->quant, out);
     uint8_t *keep = malloc((size_t)(numel ? numel : 1)); /* [numel] */
     if (!keep) return cce_fail(CCE_ERR_NOMEM, "encoding: decode");
@@ -325,6 +500,7 @@ int64_t cce_encoding_code_bytes(const cce_encoding *e) {
 }
 
 int64_t cce_encoding_stored_bytes(const cce_encoding *e) {
+    if (e->lowrank) return 4 * e->rank * (e->rows + e->cols);
     int64_t b = cce_encoding_pattern_bytes(e) + cce_encoding_code_bytes(e);
     if (e->quant) {
         int64_t ng = e->quant->n_groups;
@@ -338,6 +514,10 @@ int64_t cce_encoding_stored_bytes(const cce_encoding *e) {
 
 void cce_encoding_describe(const cce_encoding *e, char *buf, size_t cap) {
     if (cap == 0) return;
+    if (e->lowrank) {
+        snprintf(buf, cap, "lowrank rank %lld", (long long)e->rank);
+        return;
+    }
     size_t n = 0;
     int64_t numel = e->rows * e->cols;
     double sp = numel ? 100.0 * (1.0 - (double)e->kept / (double)numel) : 0;
@@ -361,5 +541,7 @@ void cce_encoding_free(cce_encoding *e) {
     free(e->index);
     free(e->values);
     cce_quant_encoding_free(e->quant);
+    free(e->a);
+    free(e->b);
     free(e);
 }

@@ -227,11 +227,23 @@ double cce_quant_row(const cce_quant_group *g, float *w, int64_t n, uint8_t *cod
 
 /* ---- Packing --------------------------------------------------------------------------------- */
 
-/* Packs n values into out, which starts on a byte boundary of the stream. */
+/* Packs n values into out, which starts on a byte boundary of the stream. Eight b-bit values
+ * fill exactly b bytes, so whole runs of eight are packed into one 64-bit word each. */
 static void pack_run(const uint8_t *codes, int64_t n, int bits, uint8_t *out) {
     uint64_t acc = 0, mask = (1u << bits) - 1;
+    int64_t i = 0;
+    if (bits == 8) {
+        memcpy(out, codes, (size_t)n);
+        return;
+    }
+    for (; i + 8 <= n; i += 8) {
+        uint64_t word = 0;
+        for (int j = 0; j < 8; j++) word |= ((uint64_t)codes[i + j] & mask) << (j * bits);
+        for (int b = 0; b < bits; b++) out[b] = (uint8_t)(word >> (8 * b));
+        out += bits;
+    }
     int nb = 0;
-    for (int64_t i = 0; i < n; i++) {
+    for (; i < n; i++) {
         acc |= ((uint64_t)codes[i] & mask) << nb;
         nb += bits;
         while (nb >= 8) {
@@ -245,8 +257,19 @@ static void pack_run(const uint8_t *codes, int64_t n, int bits, uint8_t *out) {
 
 static void unpack_run(const uint8_t *in, int64_t n, int bits, uint8_t *codes) {
     uint64_t acc = 0, mask = (1u << bits) - 1;
+    int64_t i = 0;
+    if (bits == 8) {
+        memcpy(codes, in, (size_t)n);
+        return;
+    }
+    for (; i + 8 <= n; i += 8) { /* eight values from b whole bytes */
+        uint64_t word = 0;
+        for (int b = 0; b < bits; b++) word |= (uint64_t)in[b] << (8 * b);
+        for (int j = 0; j < 8; j++) codes[i + j] = (uint8_t)((word >> (j * bits)) & mask);
+        in += bits;
+    }
     int nb = 0;
-    for (int64_t i = 0; i < n; i++) {
+    for (; i < n; i++) {
         while (nb < bits) {
             acc |= (uint64_t)*in++ << nb;
             nb += 8;
@@ -415,10 +438,15 @@ cce_status cce_quant_rtn(const cce_quant_spec *q, float *w, int64_t rows, int64_
         if (!ok) return cce_quant_range(w, NULL, numel, what, &lo, &hi);
         if ((s = cce_quant_group_params(q->bits, q->symmetric, lo, hi, what, &whole))) return s;
     }
-    uint8_t *codes = NULL;          /* [rows, cols] unpacked codes for enc */
+    /* The codes for enc: 8-bit codes are their own packed stream, so they go straight into it;
+     * rows that start on a byte boundary are packed one by one from a row buffer per thread;
+     * otherwise all codes are packed at the end. */
+    int direct = enc && q->bits == 8, by_row = enc && !direct && (cols * q->bits) % 8 == 0;
+    uint8_t *codes = NULL; /* [threads, cols] row buffers (by_row) or [rows, cols] unpacked */
     cce_quant_group *params = NULL; /* [n_groups] for enc */
     if (enc) {
-        codes = malloc((size_t)numel);
+        size_t len = direct ? 1 : by_row ? (size_t)threads * (size_t)cols : (size_t)numel;
+        codes = malloc(len);
         params = malloc((size_t)enc->n_groups * sizeof *params);
         if (!codes || !params) {
             free(codes);
@@ -429,10 +457,14 @@ cce_status cce_quant_rtn(const cce_quant_spec *q, float *w, int64_t rows, int64_
     }
 #pragma omp parallel for schedule(static) reduction(+ : e2) num_threads(threads)
     for (int64_t r = 0; r < rows; r++) {
-        float *row = w + r * cols;                     /* [cols] */
-        uint8_t *rc = codes ? codes + r * cols : NULL; /* [cols] */
+        float *row = w + r * cols; /* [cols] */
+        uint8_t *rc = !enc     ? NULL
+                      : direct ? enc->codes + r * cols
+                      : by_row ? codes + (size_t)omp_get_thread_num() * (size_t)cols
+                               : codes + r * cols; /* [cols] */
         if (q->granularity == CCE_QUANT_TENSOR) {
             e2 += cce_quant_row(&whole, row, cols, rc);
+            if (by_row) pack_run(rc, cols, q->bits, enc->codes + r * (cols * q->bits / 8));
             continue;
         }
         for (int64_t g0 = 0, k = 0; g0 < cols; g0 += glen, k++) {
@@ -449,6 +481,8 @@ cce_status cce_quant_rtn(const cce_quant_spec *q, float *w, int64_t rows, int64_
             }
             if (params) params[r * gpr + k] = g;
             e2 += cce_quant_row(&g, row + g0, len, rc ? rc + g0 : NULL);
+            if (by_row && g0 + len == cols)
+                pack_run(rc, cols, q->bits, enc->codes + r * (cols * q->bits / 8));
         }
     }
     if (f.kind == 1) {
@@ -460,7 +494,7 @@ cce_status cce_quant_rtn(const cce_quant_spec *q, float *w, int64_t rows, int64_
                      "maximum 65504",
                      what, (long long)f.row, (long long)f.group, (double)f.amax);
     } else if (enc) {
-        cce_quant_pack(codes, numel, q->bits, enc->codes);
+        if (!direct && !by_row) cce_quant_pack(codes, numel, q->bits, enc->codes);
         for (int64_t i = 0; i < enc->n_groups; i++)
             cce_quant_encoding_set_group(enc, i, &params[i]);
     }

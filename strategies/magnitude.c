@@ -93,18 +93,22 @@ static cce_status prune_tensor(const void *priv, const cce_block_job *job, cce_j
     cce_tensor *t = jt->weight;
     float *w = t->data; /* [rows, cols] */
     int64_t rows = cce_tensor_rows(t), cols = cce_tensor_cols(t), numel = rows * cols;
-    double norm2 = cce_prune_norm2(w, numel), removed = 0;
+    double norm2 = 0, removed = 0;
     int64_t slots = numel; /* values the sparse encoding stores */
     int nm = mp->nm_m > 0 && jt->target > 0;
     cce_status s = CCE_OK;
     if (nm || (mp->nm_m == 0 && mp->scope == SCOPE_ROW)) {
-        s = cce_prune_rows(NAME, jt->name, w, rows, cols, NULL, jt->target, nm ? mp->nm_n : 0,
-                           nm ? mp->nm_m : 0, &removed, &slots);
+        /* the norm is taken row by row in the same pass */
+        s = cce_prune_rows_norm(NAME, jt->name, w, rows, cols, NULL, jt->target, nm ? mp->nm_n : 0,
+                                nm ? mp->nm_m : 0, &removed, &slots, &norm2);
     } else if (mp->nm_m == 0) {
+        norm2 = cce_prune_norm2(w, numel);
         float *scratch = malloc((size_t)numel * sizeof *scratch); /* [numel] */
         if (!scratch) return cce_fail(CCE_ERR_NOMEM, NAME ": %s: out of memory", jt->name);
         removed = cce_prune_smallest(w, NULL, numel, cce_ratio_count(jt->target, numel), scratch);
         free(scratch);
+    } else {
+        norm2 = cce_prune_norm2(w, numel); /* N:M at target 0: stays dense */
     }
     if (s) return s;
     return cce_prune_finish(jt, row, numel, norm2, removed, nm ? mp->nm_n : 0, nm ? mp->nm_m : 0,

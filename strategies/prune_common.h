@@ -29,6 +29,12 @@ cce_status cce_prune_rows(const char *strategy, const char *tensor, float *w, in
                           int64_t cols, const float *scale, double ratio, int nm_n, int nm_m,
                           double *removed, int64_t *slots);
 
+/* cce_prune_rows that also gives in *norm2 (if not NULL) the sum of squares of w before, taken
+ * row by row while each row is in cache. */
+cce_status cce_prune_rows_norm(const char *strategy, const char *tensor, float *w, int64_t rows,
+                               int64_t cols, const float *scale, double ratio, int nm_n, int nm_m,
+                               double *removed, int64_t *slots, double *norm2);
+
 /* Fills the measures of a report row after pruning w [numel] whose squared norm before was
  * norm2 and of which `removed` (sum of squares) went. nm_m > 0 with slots: N:M encoding. */
 void cce_prune_fill_row(cce_report_row *row, const float *w, int64_t numel, double norm2,

@@ -78,7 +78,7 @@ static cce_status quantize_tensor(const rtn_priv *rp, const cce_calib *calib, cc
     int threads = numel >= PAR_MIN ? omp_get_max_threads() : 1;
     double norm2 = 0, err2 = 0, out_err = NAN;
     int64_t kept = 0, zeros = 0;
-#pragma omp parallel for schedule(static) reduction(+ : norm2, kept) num_threads(threads)
+#pragma omp parallel for simd schedule(static) reduction(+ : norm2, kept) num_threads(threads)
     for (int64_t i = 0; i < numel; i++) {
         norm2 += (double)w[i] * w[i];
         kept += w[i] != 0.0f;
@@ -103,7 +103,7 @@ static cce_status quantize_tensor(const rtn_priv *rp, const cce_calib *calib, cc
         cce_error_prefix(NAME ": ");
         return s;
     }
-#pragma omp parallel for schedule(static) reduction(+ : zeros) num_threads(threads)
+#pragma omp parallel for simd schedule(static) reduction(+ : zeros) num_threads(threads)
     for (int64_t i = 0; i < numel; i++) zeros += w[i] == 0.0f;
     row->params_before = numel;
     row->params_after = kept;
