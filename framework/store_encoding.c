@@ -207,23 +207,29 @@ done:
     return st;
 }
 
+/* Opens dataset `name` of group g with its type and space (the caller closes the ids that are
+ * valid, even on failure). A missing dataset is CCE_ERR_FORMAT naming file and tensor. */
+static cce_status open_ds(hid_t g, const char *f, const char *path, const char *tensor,
+                          const char *name, hid_t *d, hid_t *type, hid_t *space) {
+    if (H5Lexists(g, name, H5P_DEFAULT) <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return cce_fail(CCE_ERR_FORMAT, "%s: tensor %s (%s): dataset %s is missing", f, tensor,
+                        path, name);
+    }
+    if ((*d = H5Dopen2(g, name, H5P_DEFAULT)) < 0 || (*type = H5Dget_type(*d)) < 0 ||
+        (*space = H5Dget_space(*d)) < 0)
+        return store_hdf5_fail(CCE_ERR_FORMAT, f, path, "cannot open an encoding dataset");
+    return CCE_OK;
+}
+
 /* Reads dataset `name` of group g: 1-D, of class cls and element size esize, exactly n elements,
  * into out (as mem_type). */
 static cce_status read_ds(hid_t g, const char *f, const char *path, const char *tensor,
                           const char *name, H5T_class_t cls, size_t esize, hid_t mem_type,
                           int64_t n, void *out) {
-    htri_t ex = H5Lexists(g, name, H5P_DEFAULT);
-    if (ex <= 0) {
-        H5Eclear2(H5E_DEFAULT);
-        return cce_fail(CCE_ERR_FORMAT, "%s: tensor %s (%s): dataset %s is missing", f, tensor,
-                        path, name);
-    }
-    hid_t d = H5Dopen2(g, name, H5P_DEFAULT), type = H5I_INVALID_HID, space = H5I_INVALID_HID;
-    cce_status st = CCE_OK;
-    if (d < 0 || (type = H5Dget_type(d)) < 0 || (space = H5Dget_space(d)) < 0) {
-        st = store_hdf5_fail(CCE_ERR_FORMAT, f, path, "cannot open an encoding dataset");
-        goto done;
-    }
+    hid_t d = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    cce_status st = open_ds(g, f, path, tensor, name, &d, &type, &space);
+    if (st) goto done;
     int nd = H5Sget_simple_extent_ndims(space);
     hssize_t got = H5Sget_simple_extent_npoints(space);
     if (H5Tget_class(type) != cls || H5Tget_size(type) != esize || nd != 1 || got != n) {
@@ -252,18 +258,9 @@ done:
 static cce_status read_matrix(hid_t g, const char *f, const char *path, const char *tensor,
                               const char *name, int64_t rows, int64_t cols, float **out) {
     *out = NULL;
-    htri_t ex = H5Lexists(g, name, H5P_DEFAULT);
-    if (ex <= 0) {
-        H5Eclear2(H5E_DEFAULT);
-        return cce_fail(CCE_ERR_FORMAT, "%s: tensor %s (%s): dataset %s is missing", f, tensor,
-                        path, name);
-    }
-    hid_t d = H5Dopen2(g, name, H5P_DEFAULT), type = H5I_INVALID_HID, space = H5I_INVALID_HID;
-    cce_status st = CCE_OK;
-    if (d < 0 || (type = H5Dget_type(d)) < 0 || (space = H5Dget_space(d)) < 0) {
-        st = store_hdf5_fail(CCE_ERR_FORMAT, f, path, "cannot open an encoding dataset");
-        goto done;
-    }
+    hid_t d = H5I_INVALID_HID, type = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    cce_status st = open_ds(g, f, path, tensor, name, &d, &type, &space);
+    if (st) goto done;
     hsize_t dims[2] = {0, 0};
     int nd = H5Sget_simple_extent_ndims(space);
     if (nd == 1 || nd == 2) H5Sget_simple_extent_dims(space, dims, NULL);
