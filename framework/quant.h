@@ -187,4 +187,28 @@ typedef struct cce_params cce_params;
  * defaults unset keeps the formatted parameters (cce_params_format) parseable again. */
 cce_status cce_quant_spec_from_params(const cce_params *p, const char *who, cce_quant_spec *q);
 
+/* The grid parameters every quantizer shares (RTN, GPTQ): symmetric, granularity, group. A
+ * strategy's schema lists its own `bits` (default differs) and then CCE_QUANT_GRID_PARAMS. */
+#define CCE_QUANT_GRID_PARAMS                                                                      \
+    {"symmetric",                                                                                  \
+     CCE_PARAM_BOOL,                                                                               \
+     "false",                                                                                      \
+     0,                                                                                            \
+     0,                                                                                            \
+     0,                                                                                            \
+     NULL,                                                                                         \
+     "symmetric grid (scale from max |w|, no zero point) instead of min/max with a zero point"},   \
+        {"granularity",                                                                            \
+         CCE_PARAM_ENUM,                                                                           \
+         NULL,                                                                                     \
+         0,                                                                                        \
+         0,                                                                                        \
+         0,                                                                                        \
+         cce_quant_granularity_choices,                                                            \
+         "one scale per tensor, per output channel (default), or per group along the input"},      \
+    {                                                                                              \
+        "group", CCE_PARAM_INT, NULL, 1, 1 << 20, 0, NULL,                                         \
+            "weights per group along the input (32, 64, 128...); implies granularity=group"        \
+    }
+
 #endif

@@ -31,12 +31,7 @@
 static const cce_param rtn_params[] = {
     {"bits", CCE_PARAM_INT, "8", CCE_QUANT_MIN_BITS, CCE_QUANT_MAX_BITS, 0, NULL,
      "bits per code (the plan's global target)"},
-    {"symmetric", CCE_PARAM_BOOL, "false", 0, 0, 0, NULL,
-     "symmetric grid (scale from max |w|, no zero point) instead of min/max with a zero point"},
-    {"granularity", CCE_PARAM_ENUM, NULL, 0, 0, 0, cce_quant_granularity_choices,
-     "one scale per tensor, per output channel (default), or per group along the input"},
-    {"group", CCE_PARAM_INT, NULL, 1, 1 << 20, 0, NULL,
-     "weights per group along the input (32, 64, 128...); implies granularity=group"},
+    CCE_QUANT_GRID_PARAMS,
     {NULL, 0, NULL, 0, 0, 0, NULL, NULL},
 };
 
