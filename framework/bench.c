@@ -65,31 +65,6 @@ double cce_bench_window_flops(const cce_model *m, int T) {
     return per_token * T + attention;
 }
 
-/* The tensors a decoding step reads in full. Returns their count; ptr/numel [capacity]. */
-static int streamed_tensors(cce_model *m, const float **ptr, int64_t *numel, int capacity,
-                            cce_status *st) {
-    const cce_config *c = cce_model_config(m);
-    int k = 0;
-    *st = CCE_OK;
-    for (int l = 0; l < c->n_layers; l++) {
-        if (cce_model_layer(m, l)->removed) continue;
-        for (int w = 0; w < CCE_LT_COUNT && k < capacity; w++) {
-            cce_tensor *t;
-            if ((*st = cce_model_layer_tensor(m, l, (cce_layer_tensor)w, &t))) return 0;
-            ptr[k] = t->data;
-            numel[k++] = cce_tensor_numel(t);
-        }
-    }
-    const cce_global_tensor g[2] = {CCE_GT_NORM, CCE_GT_LM_HEAD};
-    for (int i = 0; i < 2 && k < capacity; i++) {
-        cce_tensor *t;
-        if ((*st = cce_model_global_tensor(m, g[i], &t))) return 0;
-        ptr[k] = t->data;
-        numel[k++] = cce_tensor_numel(t);
-    }
-    return k;
-}
-
 int64_t cce_bench_streamed_bytes(const cce_model *m) {
     const cce_config *c = cce_model_config(m);
     int64_t n = (int64_t)c->dim + (int64_t)c->vocab_size * c->dim;
@@ -124,20 +99,23 @@ static double stream_once(const float *const *ptr, const int64_t *numel, int cou
     return total;
 }
 
-static cce_status bench_stream(cce_model *m, int reps, double *seconds) {
-    const cce_config *c = cce_model_config(m);
-    int capacity = c->n_layers * CCE_LT_COUNT + 2;
-    const float **ptr = malloc(sizeof *ptr * (size_t)capacity);
-    int64_t *numel = malloc(sizeof *numel * (size_t)capacity);
+/* The best time to read, once with all threads, the very buffers a decoding step of f reads, and
+ * their size in bytes. */
+static cce_status bench_stream(cce_forward *f, int reps, double *seconds, int64_t *bytes) {
+    int count = 0;
+    cce_status s = cce_forward_decode_buffers(f, NULL, NULL, 0, &count);
+    if (s) return s;
+    const float **ptr = malloc(sizeof *ptr * (size_t)(count + 1));
+    int64_t *numel = malloc(sizeof *numel * (size_t)(count + 1));
     if (!ptr || !numel) {
         free(ptr);
         free(numel);
-        return cce_fail(CCE_ERR_NOMEM, "bench: tensor list");
+        return cce_fail(CCE_ERR_NOMEM, "bench: buffer list");
     }
-    cce_status s;
-    int count = streamed_tensors(m, ptr, numel, capacity, &s);
     double best = INFINITY, sink = 0.0;
-    if (!s) {
+    if (!(s = cce_forward_decode_buffers(f, ptr, numel, count, &count))) {
+        *bytes = 0;
+        for (int k = 0; k < count; k++) *bytes += 4 * numel[k];
         sink += stream_once(ptr, numel, count); /* warm-up */
         for (int r = 0; r < reps; r++) {
             double t0 = now_seconds();
@@ -229,7 +207,7 @@ cce_status cce_bench_model(cce_model *m, const cce_bench_options *o, cce_bench_r
     r->gen_tokens = o->gen_tokens < c->seq_len ? o->gen_tokens : c->seq_len;
     if (!(s = bench_eval(f, o, T, c->vocab_size, &r->eval_seconds)) &&
         !(s = bench_generate(f, o, r->gen_tokens, c->vocab_size, &r->gen_tok_s)) &&
-        !(s = bench_stream(m, o->stream_reps, &r->stream_seconds))) {
+        !(s = bench_stream(f, o->stream_reps, &r->stream_seconds, &r->streamed_bytes))) {
         r->eval_tok_s = T / r->eval_seconds;
         r->eval_gflops = r->window_flops / r->eval_seconds / 1e9;
         r->stream_gbs = (double)r->streamed_bytes / r->stream_seconds / 1e9;

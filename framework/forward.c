@@ -28,6 +28,8 @@ void cce_forward_free(cce_forward *f) {
     free(f->packed);
     free(f->dec_qkv);
     free(f->dec_gu);
+    free(f->dec_xn);
+    free(f->dec_next);
     free(f);
 }
 

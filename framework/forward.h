@@ -46,6 +46,14 @@ cce_status cce_forward_window(cce_forward *f, const int32_t *tokens, int T, floa
  * afterwards are not seen by decoding (windows still see them); use a new forward. */
 cce_status cce_forward_token(cce_forward *f, int32_t token, int pos, float *logits);
 
+/* The weight buffers a decoding step reads in full (norms, projections as packed or as lowrank
+ * factors, classifier), for cce bench's weight-streaming bound: reading these very buffers once
+ * is the least a step can cost. Prepares decoding as the first cce_forward_token call does.
+ * Fills ptr/numel [capacity] (pointers borrowed from f) and sets *count to the number of buffers,
+ * which may exceed capacity (then call again with more room). */
+cce_status cce_forward_decode_buffers(cce_forward *f, const float **ptr, int64_t *numel,
+                                      int capacity, int *count);
+
 typedef enum cce_hook_point {
     CCE_HOOK_BLOCK_IN,
     CCE_HOOK_ATTN_IN,

@@ -1,8 +1,10 @@
-/* KV-cache decoding: one token at a time, every projection one cblas_sgemv (the weights are
- * streamed once per token; q/k/v and gate/up each fused into one, see decode_prepare), attention
- * over the cached keys (transposed, see forward_internal.h) and values with query heads in
- * parallel. */
+/* KV-cache decoding: one token at a time. A step is one OpenMP region (block_team) in which the
+ * threads share out the rows of every projection (cblas_sgemv on each piece; the weights are
+ * streamed once per token, q/k/v and gate/up each packed into one matrix, see decode_prepare) and
+ * the heads of attention over the cached keys (transposed, see forward_internal.h) and values.
+ * Layers with low-rank tensors run projection by projection instead (block_token). */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -166,13 +168,18 @@ static cce_status decode_prepare(cce_forward *f) {
         if (packs_qkv(L)) total += ((size_t)L->q_dim + 2 * (size_t)L->kv_dim) * dim;
         if (packs_gu(L)) total += 2 * (size_t)L->hidden_dim * dim;
     }
-    float *packed = malloc(sizeof(float) * (total ? total : 1));
+    float *packed = cce_floats_alloc(total, 0);
     float *qkv = malloc(sizeof(float) * ((size_t)f->max_q_dim + 2 * (size_t)f->max_kv_dim + 1));
     float *gu = malloc(sizeof(float) * (2 * (size_t)f->max_hidden + 1));
-    if (!packed || !qkv || !gu) {
+    int nth = omp_get_max_threads();
+    float *xn = malloc(sizeof(float) * (size_t)nth * dim);
+    int *next = malloc(sizeof(int) * (4 * (size_t)c->n_layers + 1));
+    if (!packed || !qkv || !gu || !xn || !next) {
         free(packed);
         free(qkv);
         free(gu);
+        free(xn);
+        free(next);
         return cce_fail(CCE_ERR_NOMEM,
                         "forward token: fused q/k/v and gate/up weights (%zu floats)", total);
     }
@@ -196,7 +203,132 @@ static cce_status decode_prepare(cce_forward *f) {
     f->packed = packed;
     f->dec_qkv = qkv;
     f->dec_gu = gu;
+    f->dec_xn = xn;
+    f->dec_next = next;
+    f->dec_threads = nth;
     return CCE_OK;
+}
+
+/* The smallest piece of rows a thread takes at once (one cblas_sgemv call each). */
+#define TEAM_MIN_ROWS 32
+
+/* Hands out rows [lo, hi) of n to the calling thread, from the shared counter *next (zeroed before
+ * the step): pieces of a multiple of 16 rows (whole cache lines of output), shrinking as the rows
+ * run out, so that a thread that runs ahead takes more; on a shared machine the two cores rarely
+ * run at the same speed, and a fixed split left the faster one waiting at each barrier. Returns 0
+ * when no rows are left. */
+static int take_rows(int *next, int n, int nth, int *lo, int *hi) {
+    int seen;
+#pragma omp atomic read
+    seen = *next;
+    if (seen >= n) return 0;
+    int piece = (n - seen) / (2 * nth);
+    piece = (piece + 15) / 16 * 16;
+    if (piece < TEAM_MIN_ROWS) piece = TEAM_MIN_ROWS;
+    int start;
+#pragma omp atomic capture
+    {
+        start = *next;
+        *next += piece;
+    }
+    if (start >= n) return 0;
+    *lo = start;
+    *hi = start + piece < n ? start + piece : n;
+    return 1;
+}
+
+/* y[lo, hi) = W[lo, hi) x + beta y[lo, hi) with W [.., in]: one thread's rows. Inside a parallel
+ * region OpenBLAS runs on the calling thread. */
+static void gemv_rows(float *y, const float *w, const float *x, int lo, int hi, int in,
+                      float beta) {
+    if (hi > lo) cce_gemv(y + lo, w + (size_t)lo * in, x, hi - lo, in, beta);
+}
+
+/* Whether a layer runs as one team region: its q/k/v and gate/up packed, o and down dense. */
+static int team_layer(const fwd_layer *L) {
+    return (L->n_heads == 0 || (L->wqkv && !L->lr[CCE_LT_O].a)) &&
+           (L->hidden_dim == 0 || (L->wgu && !L->lr[CCE_LT_DOWN].a));
+}
+
+/* One layer, called by every thread of a parallel region; returns after a barrier. A fork/join per
+ * GEMV (what BLAS threading does) costs the threads' wake-up each time; here the threads take
+ * pieces of each projection's rows (take_rows), the kv heads and the query heads, with a barrier
+ * only where a step reads what other threads wrote. Each thread normalises h into its own buffer,
+ * which costs less than a barrier. The arithmetic per row is the same as block_token's. */
+static void block_team(cce_forward *f, const fwd_layer *L, int pos) {
+    const cce_config *c = &f->cfg;
+    int dim = c->dim, hd = c->head_dim, half = hd / 2, n = pos + 1, ldk = f->kv_ld;
+    float eps = c->norm_eps, scale = 1.0f / sqrtf((float)hd);
+    const float *cs = f->cos_tab + (size_t)pos * half, *sn = f->sin_tab + (size_t)pos * half;
+    float *q = f->dec_qkv;                         /* [q_dim] */
+    float *k = q + L->q_dim;                       /* [kv_dim] */
+    float *v = k + L->kv_dim;                      /* [kv_dim] */
+    float *g = f->dec_gu, *u = g + L->hidden_dim;  /* [hidden] each */
+    int *next = f->dec_next + 4 * (L - f->layers); /* [4] row counters: qkv, o, gate/up, down */
+    {
+        int tid = omp_get_thread_num(), nth = omp_get_num_threads(), lo, hi;
+        float *xn = f->dec_xn + (size_t)tid * dim; /* [dim] */
+        /* A query head goes to the thread that stores its kv head, so attention needs no barrier
+         * after the stores, unless there are fewer kv heads than threads. */
+        int by_group = L->n_kv_heads >= nth;
+        if (L->n_heads > 0) {
+            rmsnorm_token(xn, f->h, L->attn_norm, dim, eps);
+            while (take_rows(&next[0], L->q_dim + 2 * L->kv_dim, nth, &lo, &hi))
+                gemv_rows(q, L->wqkv, xn, lo, hi, dim, 0.0f);
+#pragma omp barrier
+            for (int gi = tid; gi < L->n_kv_heads; gi += nth) {
+                float *kg = k + (size_t)gi * hd; /* [hd] */
+                rope_token(kg, 1, hd, cs, sn);
+                for (int d = 0; d < hd; d++) L->kt_cache[(size_t)(gi * hd + d) * ldk + pos] = kg[d];
+                memcpy(L->v_cache + (size_t)pos * L->kv_dim + (size_t)gi * hd, v + (size_t)gi * hd,
+                       sizeof(float) * (size_t)hd);
+            }
+            if (!by_group) {
+#pragma omp barrier
+            }
+            for (int h = 0; h < L->n_heads; h++) {
+                int gi = L->kv_of_head[h];
+                if ((by_group ? gi : h) % nth != tid) continue;
+                float *qh = q + (size_t)h * hd; /* [hd] */
+                rope_token(qh, 1, hd, cs, sn);
+                const float *kt = L->kt_cache + (size_t)gi * hd * ldk; /* [hd][ldk] */
+                const float *vh = L->v_cache + (size_t)gi * hd;        /* [n, hd], stride kv_dim */
+                float *att = f->att + (size_t)h * (size_t)ldk;         /* [n] */
+                scores_token(att, qh, kt, ldk, hd, n, scale);
+                cce_softmax(att, n);
+                values_token(f->o + (size_t)h * hd, att, vh, L->kv_dim, hd, n);
+            }
+#pragma omp barrier
+            while (take_rows(&next[1], dim, nth, &lo, &hi))
+                gemv_rows(f->h, L->wo, f->o, lo, hi, L->q_dim, 1.0f); /* h += Wo o */
+#pragma omp barrier
+        }
+        if (L->hidden_dim > 0) {
+            rmsnorm_token(xn, f->h, L->ffn_norm, dim, eps);
+            while (take_rows(&next[2], L->hidden_dim, nth, &lo, &hi)) {
+                gemv_rows(g, L->wgu, xn, lo, hi, dim, 0.0f);
+                gemv_rows(u, L->wgu + (size_t)L->hidden_dim * dim, xn, lo, hi, dim, 0.0f);
+                swiglu_token(g + lo, u + lo, hi - lo);
+            }
+#pragma omp barrier
+            while (take_rows(&next[3], dim, nth, &lo, &hi))
+                gemv_rows(f->h, L->wd, g, lo, hi, L->hidden_dim, 1.0f); /* h += Wd a */
+        }
+    }
+#pragma omp barrier
+}
+
+/* logits [vocab] = classifier times rmsnorm(h), the rows split over the team (dense only). Called
+ * by every thread of a team. */
+static void classifier_team(cce_forward *f, float *logits) {
+    const cce_config *c = &f->cfg;
+    {
+        int tid = omp_get_thread_num(), nth = omp_get_num_threads(), lo, hi;
+        float *xn = f->dec_xn + (size_t)tid * c->dim; /* [dim] */
+        rmsnorm_token(xn, f->h, f->final_norm, c->dim, c->norm_eps);
+        while (take_rows(&f->dec_next[4 * c->n_layers], c->vocab_size, nth, &lo, &hi))
+            gemv_rows(logits, f->cls, xn, lo, hi, c->dim, 0.0f);
+    }
 }
 
 static void block_token(cce_forward *f, const fwd_layer *L, int pos) {
@@ -253,10 +385,102 @@ cce_status cce_forward_token(cce_forward *f, int32_t token, int pos, float *logi
                         pos, f->next_pos);
     if ((s = decode_prepare(f))) return s;
     int dim = c->dim;
+    memset(f->dec_next, 0, sizeof(int) * (4 * (size_t)c->n_layers + 1));
     memcpy(f->h, f->embed + (size_t)token * dim, sizeof(float) * dim);
-    for (int l = 0; l < c->n_layers; l++) block_token(f, &f->layers[l], pos);
-    rmsnorm_token(f->x, f->h, f->final_norm, dim, c->norm_eps);
-    cce_forward_gemv(f, &f->cls_lr, f->cls, logits, f->x, c->vocab_size, dim, 0.0f); /* [vocab] */
+    int all_team = !f->cls_lr.a;
+    for (int l = 0; l < c->n_layers; l++)
+        if (!f->layers[l].removed && !team_layer(&f->layers[l])) all_team = 0;
+    if (all_team) {
+        /* The whole step in one region: one wake-up of the threads per token. */
+#pragma omp parallel num_threads(f->dec_threads)
+        {
+            for (int l = 0; l < c->n_layers; l++)
+                if (!f->layers[l].removed) block_team(f, &f->layers[l], pos);
+            classifier_team(f, logits);
+        }
+        f->next_pos = pos + 1;
+        return CCE_OK;
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        const fwd_layer *L = &f->layers[l];
+        if (L->removed) continue;
+        if (team_layer(L)) {
+#pragma omp parallel num_threads(f->dec_threads)
+            block_team(f, L, pos);
+        } else {
+            block_token(f, L, pos);
+        }
+    }
+    if (!f->cls_lr.a) {
+#pragma omp parallel num_threads(f->dec_threads)
+        classifier_team(f, logits);
+    } else {
+        rmsnorm_token(f->x, f->h, f->final_norm, dim, c->norm_eps);
+        cce_forward_gemv(f, &f->cls_lr, f->cls, logits, f->x, c->vocab_size, dim, 0.0f);
+    }
     f->next_pos = pos + 1;
+    return CCE_OK;
+}
+
+/* Appends one buffer to the list if there is room; counts it either way. */
+static void list_buffer(const float **ptr, int64_t *numel, int capacity, int *k, const float *p,
+                        int64_t n) {
+    if (!p || n <= 0) return;
+    if (*k < capacity) {
+        ptr[*k] = p;
+        numel[*k] = n;
+    }
+    (*k)++;
+}
+
+/* A linear tensor as decoding reads it: its lowrank factors, or the dense matrix [out, in]. */
+static void list_linear(const float **ptr, int64_t *numel, int capacity, int *k,
+                        const fwd_lowrank *lr, const float *w, int out, int in) {
+    if (lr->a) {
+        list_buffer(ptr, numel, capacity, k, lr->a, (int64_t)out * lr->rank);
+        list_buffer(ptr, numel, capacity, k, lr->b, (int64_t)lr->rank * in);
+    } else {
+        list_buffer(ptr, numel, capacity, k, w, (int64_t)out * in);
+    }
+}
+
+cce_status cce_forward_decode_buffers(cce_forward *f, const float **ptr, int64_t *numel,
+                                      int capacity, int *count) {
+    if (!f || !count || capacity < 0 || (capacity > 0 && (!ptr || !numel)))
+        return cce_fail(CCE_ERR_ARG, "forward decode buffers: bad argument");
+    cce_status s = decode_prepare(f);
+    if (s) return s;
+    const cce_config *c = &f->cfg;
+    int dim = c->dim, k = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const fwd_layer *L = &f->layers[l];
+        if (L->removed) continue;
+        if (L->n_heads > 0) {
+            list_buffer(ptr, numel, capacity, &k, L->attn_norm, dim);
+            if (L->wqkv) {
+                list_buffer(ptr, numel, capacity, &k, L->wqkv,
+                            (int64_t)(L->q_dim + 2 * L->kv_dim) * dim);
+            } else {
+                list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_Q], L->wq, L->q_dim, dim);
+                list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_K], L->wk, L->kv_dim, dim);
+                list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_V], L->wv, L->kv_dim, dim);
+            }
+            list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_O], L->wo, dim, L->q_dim);
+        }
+        if (L->hidden_dim > 0) {
+            list_buffer(ptr, numel, capacity, &k, L->ffn_norm, dim);
+            if (L->wgu) {
+                list_buffer(ptr, numel, capacity, &k, L->wgu, (int64_t)2 * L->hidden_dim * dim);
+            } else {
+                list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_GATE], L->wg, L->hidden_dim,
+                            dim);
+                list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_UP], L->wu, L->hidden_dim, dim);
+            }
+            list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_DOWN], L->wd, dim, L->hidden_dim);
+        }
+    }
+    list_buffer(ptr, numel, capacity, &k, f->final_norm, dim);
+    list_linear(ptr, numel, capacity, &k, &f->cls_lr, f->cls, c->vocab_size, dim);
+    *count = k;
     return CCE_OK;
 }

@@ -78,9 +78,12 @@ struct cce_forward {
      * a token runs one GEMV (one BLAS thread fork/join) per group instead of three and two. Memory:
      * a second copy of those weights, sum over kept layers of
      * 4 * dim * (q_dim + 2 kv_dim + 2 hidden) bytes (16.6 MB for the stories15M shape). */
-    float *packed;  /* every layer's wqkv then wgu */
-    float *dec_qkv; /* [max_q_dim + 2 max_kv_dim] the fused q/k/v projection of one token */
-    float *dec_gu;  /* [2 max_hidden] the fused gate/up projection, then silu(gate) * up */
+    float *packed;   /* every layer's wqkv then wgu */
+    float *dec_qkv;  /* [max_q_dim + 2 max_kv_dim] the fused q/k/v projection of one token */
+    float *dec_gu;   /* [2 max_hidden] the fused gate/up projection, then silu(gate) * up */
+    float *dec_xn;   /* [dec_threads, dim] each decoding thread's own normalised input */
+    int dec_threads; /* the team size of a decoding step (OpenMP's maximum at the first step) */
+    int *dec_next;   /* [4 n_layers + 1] per projection of a step, the next row to hand out */
 
     int next_pos; /* the position cce_forward_token accepts next (besides 0) */
     cce_hook_fn hook;

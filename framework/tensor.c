@@ -3,6 +3,27 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+/* Blocks of at least this size start on a multiple of it and are advised for transparent huge
+ * pages. */
+#define HUGE_PAGE_BYTES ((size_t)2 << 20)
+
+float *cce_floats_alloc(size_t count, int zero) {
+    if (count == 0) count = 1;
+    if (count > SIZE_MAX / sizeof(float)) return NULL;
+    size_t bytes = count * sizeof(float);
+    if (bytes < HUGE_PAGE_BYTES) return zero ? calloc(count, sizeof(float)) : malloc(bytes);
+    void *p = NULL;
+    if (posix_memalign(&p, HUGE_PAGE_BYTES, bytes)) return NULL;
+#ifdef MADV_HUGEPAGE
+    /* Advice only, and only for the whole huge pages inside the block, so that the tail costs no
+     * more memory than it uses. Where the kernel has none to give, the memory works the same. */
+    (void)madvise(p, bytes / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES, MADV_HUGEPAGE);
+#endif
+    if (zero) memset(p, 0, bytes);
+    return p;
+}
 
 static cce_status check_shape(int ndim, const int64_t *shape, int64_t *numel) {
     if (ndim < 1 || ndim > CCE_TENSOR_MAX_DIMS)
@@ -31,8 +52,7 @@ cce_status cce_tensor_new(int ndim, const int64_t *shape, cce_tensor **out) {
     cce_status s = check_shape(ndim, shape, &n);
     if (s) return s;
     cce_tensor *t = header_new(ndim, shape);
-    /* calloc(0) may return NULL; allocate at least one float so data is never NULL. */
-    float *data = t ? calloc((size_t)(n > 0 ? n : 1), sizeof(float)) : NULL;
+    float *data = t ? cce_floats_alloc((size_t)n, 1) : NULL;
     if (!t || !data) {
         free(t);
         free(data);
@@ -65,10 +85,17 @@ cce_status cce_tensor_borrow(float *data, int ndim, const int64_t *shape, cce_te
 }
 
 cce_status cce_tensor_clone(const cce_tensor *src, cce_tensor **out) {
-    cce_tensor *t;
-    cce_status s = cce_tensor_new(src->ndim, src->shape, &t);
-    if (s) return s;
-    memcpy(t->data, src->data, (size_t)cce_tensor_numel(src) * sizeof(float));
+    int64_t n = cce_tensor_numel(src);
+    cce_tensor *t = header_new(src->ndim, src->shape);
+    float *data = t ? cce_floats_alloc((size_t)n, 0) : NULL; /* every float is copied over */
+    if (!t || !data) {
+        free(t);
+        free(data);
+        return cce_fail(CCE_ERR_NOMEM, "copy of a tensor of %lld floats", (long long)n);
+    }
+    memcpy(data, src->data, (size_t)n * sizeof(float));
+    t->data = data;
+    t->owned = 1;
     *out = t;
     return CCE_OK;
 }

@@ -3,6 +3,7 @@
  * arguments. */
 #include <gsl/gsl_rng.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -250,6 +251,53 @@ static void test_long_window_blocks(void **state) {
     cce_model_free(m);
 }
 
+/* Decoding splits every step over a team of OpenMP threads (rows of each projection, kv heads,
+ * query heads): with 1 to 4 threads, including more threads than kv heads (multi-query) and
+ * projections whose rows do not divide evenly, it matches the window. */
+static void test_decode_thread_counts(void **state) {
+    (void)state;
+    int saved = omp_get_max_threads();
+    const int kv_heads[3] = {1, 2, 5};
+    for (int m_i = 0; m_i < 3; m_i++) {
+        cce_config c = small_config(kv_heads[m_i] == 5 ? 5 : 4, kv_heads[m_i], 0, 64);
+        c.hidden_dim = 37; /* not a multiple of the 16-row slices */
+        cce_model *m = make_model(c, 20u + (unsigned)m_i);
+        for (int threads = 1; threads <= 4; threads++) {
+            omp_set_num_threads(threads);
+            check_model(m, 19);
+        }
+        cce_model_free(m);
+    }
+    omp_set_num_threads(saved);
+}
+
+/* The buffers a decoding step reads (cce bench's streaming bound): every weight once, packed or
+ * not, and the count reported even when the caller's room is short. */
+static void test_decode_buffers(void **state) {
+    (void)state;
+    cce_config c = small_config(4, 2, 0, 64);
+    cce_model *m = make_model(c, 31);
+    cce_forward *f;
+    assert_cce_ok(cce_forward_new(m, 8, &f));
+    int count = -1;
+    assert_cce_ok(cce_forward_decode_buffers(f, NULL, NULL, 0, &count));
+    /* Per layer: attention norm, packed q/k/v, o, FFN norm, packed gate/up, down; then the final
+     * norm and the untied classifier. */
+    assert_int_equal(count, 6 * (int)c.n_layers + 2);
+    const float *ptr[64];
+    int64_t numel[64], total = 0;
+    assert_cce_ok(cce_forward_decode_buffers(f, ptr, numel, 64, &count));
+    for (int k = 0; k < count; k++) {
+        assert_non_null(ptr[k]);
+        total += numel[k];
+    }
+    int64_t per_layer = 2 * c.dim + (int64_t)c.dim * (2 * 4 * 8 + 2 * 2 * 8) + 3 * c.dim * 40;
+    assert_int_equal(total, c.n_layers * per_layer + c.dim + (int64_t)c.vocab_size * c.dim);
+    assert_int_equal(cce_forward_decode_buffers(f, NULL, NULL, 4, &count), CCE_ERR_ARG);
+    cce_forward_free(f);
+    cce_model_free(m);
+}
+
 static void test_head_map_and_removed_layer(void **state) {
     (void)state;
     cce_model *m = make_model(small_config(4, 2, 0, 64), 14);
@@ -490,6 +538,8 @@ int main(void) {
         cmocka_unit_test(test_mha),
         cmocka_unit_test(test_gqa_tied),
         cmocka_unit_test(test_long_window_blocks),
+        cmocka_unit_test(test_decode_thread_counts),
+        cmocka_unit_test(test_decode_buffers),
         cmocka_unit_test(test_head_map_and_removed_layer),
         cmocka_unit_test(test_non_uniform_widths),
         cmocka_unit_test(test_zero_classifier),
