@@ -52,6 +52,18 @@ static cce_status structured_init(void *priv, const cce_params *p) {
     return cce_params_get_enum(p, "unit", NULL, &sp->unit);
 }
 
+/* The plan skips the other unit's tensors, so the recorded plan shows a ratio only where one
+ * applies (outside the blocks, the default skips already hold). */
+static cce_status structured_plan(void *priv, cce_model *m, const cce_calib *calib,
+                                  cce_plan *plan) {
+    (void)m;
+    (void)calib;
+    const structured_priv *sp = priv;
+    if (sp->unit == UNIT_FFN) return cce_plan_skip(plan, "layers.*.self_attn.*");
+    if (sp->unit == UNIT_HEADS) return cce_plan_skip(plan, "layers.*.mlp.*");
+    return CCE_OK;
+}
+
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -366,7 +378,7 @@ const cce_strategy cce_strategy_structured = {
     .needs = CCE_NEEDS_RESIZE,
     .priv_size = sizeof(structured_priv),
     .init = structured_init,
-    .plan = NULL,
+    .plan = structured_plan,
     .apply = structured_apply,
     .fini = NULL,
 };

@@ -133,6 +133,21 @@ static void test_ffn_half(void **state) {
         assert_string_equal(r->note, "kept 86 of 172 neurons");
     }
     check_report_matches(base, v, &res);
+    /* The recorded plan gives a ratio only to the tensors the unit prunes; the attention
+     * tensors are skipped by the strategy's plan. */
+    size_t n_rows;
+    const cce_plan_row *rows = cce_plan_applied(res.plans[0], &n_rows);
+    int with_ratio = 0;
+    for (size_t i = 0; i < n_rows; i++) {
+        if (strstr(rows[i].tensor, ".mlp.")) {
+            assert_int_equal(rows[i].source, CCE_PLAN_UNIFORM);
+            assert_float_equal(rows[i].value, 0.5, 0);
+            with_ratio++;
+        } else {
+            assert_int_equal(rows[i].source, CCE_PLAN_SKIP);
+        }
+    }
+    assert_int_equal(with_ratio, 3 * c->n_layers);
     assert_int_equal(cce_model_total_params(base) - cce_model_total_params(v),
                      (int64_t)5 * 86 * 3 * 64);
     cce_compress_result_clear(&res);
