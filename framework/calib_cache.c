@@ -1,8 +1,9 @@
 /* The on-disk cache of dense calibration statistics (calib.h): one HDF5 file per (model weights,
  * calibration data, options) in <cache>/calib/, named by the sha256 of that key.
  *
- * The model is identified by a fingerprint of what its forward pass computes with: the config,
- * every layer's shape, and every tensor's name, shape and float32 bytes (sha256); the key adds
+ * The model is identified by cce_model_weights_sha256 (what its forward pass computes with: the
+ * config, every layer's shape, the tokenizer, and every tensor's name, shape and float32 bytes);
+ * the key adds
  * the BOS id that starts every window. A variant therefore has a fingerprint of its own as soon
  * as one weight differs, and a model file that is re-imported or copied keeps its cache.
  *
@@ -14,8 +15,6 @@
  * A file that is missing, unreadable, of another key or inconsistent is a miss: the statistics
  * are computed again and the file replaced (temporary name, then rename). */
 #include <hdf5.h>
-#include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,68 +30,11 @@
 
 /* ---- The key --------------------------------------------------------------------------------- */
 
-static int digest_text(EVP_MD_CTX *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int digest_text(EVP_MD_CTX *ctx, const char *fmt, ...) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    return n >= 0 && (size_t)n < sizeof buf && EVP_DigestUpdate(ctx, buf, (size_t)n) == 1;
-}
-
-static void to_hex(const unsigned char *md, unsigned len, char hex[65]) {
-    static const char digits[] = "0123456789abcdef";
-    for (unsigned i = 0; i < len && i < 32; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[64] = '\0';
-}
-
-/* The fingerprint of m's weights (loads every tensor). */
-static cce_status model_fingerprint(cce_model *m, char hex[65]) {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(ctx);
-        return cce_fail(CCE_ERR_INTERNAL, "calibration cache: sha256 unavailable");
-    }
-    const cce_config *c = cce_model_config(m);
-    cce_status s = CCE_OK;
-    int ok = digest_text(ctx, "cce-weights v1 %d %d %d %d %d %d %d %d %.9g %.9g %d", (int)c->dim,
-                         (int)c->hidden_dim, (int)c->n_layers, (int)c->n_heads, (int)c->n_kv_heads,
-                         (int)c->head_dim, (int)c->vocab_size, (int)c->seq_len,
-                         (double)c->rope_theta, (double)c->norm_eps, (int)c->tied_embeddings);
-    for (int l = 0; ok && l < c->n_layers; l++) {
-        const cce_layer_shape *ls = cce_model_layer(m, l);
-        ok = digest_text(ctx, "|layer %d %d %d %d %d", l, (int)ls->hidden_dim, (int)ls->n_heads,
-                         (int)ls->n_kv_heads, (int)ls->removed);
-        if (ok && ls->n_heads > 0)
-            ok = EVP_DigestUpdate(ctx, ls->kv_of_head, (size_t)ls->n_heads * sizeof(int32_t)) == 1;
-    }
-    size_t n = cce_model_tensor_count(m);
-    for (size_t i = 0; ok && i < n; i++) {
-        const char *name = cce_model_tensor_name_at(m, i);
-        cce_tensor *t;
-        if ((s = cce_model_tensor(m, name, &t))) break;
-        ok = digest_text(ctx, "|%s %d %lld %lld %lld %lld", name, t->ndim, (long long)t->shape[0],
-                         (long long)t->shape[1], (long long)t->shape[2], (long long)t->shape[3]) &&
-             EVP_DigestUpdate(ctx, t->data, (size_t)cce_tensor_numel(t) * sizeof(float)) == 1;
-    }
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned len = 0;
-    if (!s && (!ok || EVP_DigestFinal_ex(ctx, md, &len) != 1 || len != 32))
-        s = cce_fail(CCE_ERR_INTERNAL, "calibration cache: sha256 of the weights failed");
-    EVP_MD_CTX_free(ctx);
-    if (!s) to_hex(md, len, hex);
-    return s;
-}
-
 cce_status calib_cache_path(cce_model *m, const cce_calib_data *d, int ctx, int second_moments,
                             char **path, char key[65]) {
     *path = NULL;
     char fp[65], data_sha[65], text[512];
-    cce_status s = model_fingerprint(m, fp);
+    cce_status s = cce_model_weights_sha256(m, fp);
     if (s) return s;
     if (cce_sha256_is_hex(d->sha256)) {
         memcpy(data_sha, d->sha256, sizeof data_sha);

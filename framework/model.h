@@ -144,6 +144,11 @@ const char *cce_global_tensor_name(cce_global_tensor which);
 
 /* Enumerates the model's tensors in canonical order. Names are borrowed. */
 size_t cce_model_tensor_count(const cce_model *m);
+
+/* The sha256 (64 hex digits + NUL into hex) of what m computes with: config, layer shapes,
+ * tokenizer fingerprint and every tensor's name, shape and values (loads every tensor). Equal
+ * digests mean equal forward passes, whichever file the model came from (model_digest.c). */
+cce_status cce_model_weights_sha256(cce_model *m, char hex[65]);
 const char *cce_model_tensor_name_at(const cce_model *m, size_t i);
 /* The shape of tensor i without loading it. */
 void cce_model_tensor_shape_at(const cce_model *m, size_t i, int *ndim, int64_t shape[4]);

@@ -11,40 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "report_table.h"
 #include "store.h"
 #include "store_hdf5.h"
 
 /* ---- Writing helpers (0 on success, -1 on an HDF5 failure) ----------------------------------- */
-
-static int write_col(hid_t g, const char *name, hid_t file_type, hid_t mem_type, size_t n,
-                     const void *data) {
-    hsize_t dims[1] = {n};
-    hid_t space = H5Screate_simple(1, dims, NULL);
-    hid_t ds = space >= 0
-                   ? H5Dcreate2(g, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)
-                   : -1;
-    int ok =
-        ds >= 0 && (n == 0 || H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
-    if (ds >= 0) H5Dclose(ds);
-    if (space >= 0) H5Sclose(space);
-    return ok ? 0 : -1;
-}
-
-/* n strings as a fixed-length (NUL-padded to the longest, UTF-8) dataset. */
-static int write_strings(hid_t g, const char *name, size_t n, const char *const *v) {
-    size_t width = 1;
-    for (size_t i = 0; i < n; i++)
-        if (strlen(v[i]) + 1 > width) width = strlen(v[i]) + 1;
-    char *buf = calloc(n ? n : 1, width); /* [n, width] */
-    if (!buf) return -1;
-    for (size_t i = 0; i < n; i++) memcpy(buf + i * width, v[i], strlen(v[i]));
-    hid_t t = H5Tcopy(H5T_C_S1);
-    int ok = t >= 0 && H5Tset_size(t, width) >= 0 && H5Tset_strpad(t, H5T_STR_NULLPAD) >= 0 &&
-             H5Tset_cset(t, H5T_CSET_UTF8) >= 0 && !write_col(g, name, t, t, n, buf);
-    if (t >= 0) H5Tclose(t);
-    free(buf);
-    return ok ? 0 : -1;
-}
 
 static int write_scalar_attr(hid_t obj, const char *name, hid_t type, const void *v) {
     hid_t space = H5Screate(H5S_SCALAR);
@@ -70,53 +41,6 @@ static hid_t create_group(hid_t parent, const char *name) {
 
 /* ---- The report ------------------------------------------------------------------------------ */
 
-static int write_rows(hid_t report, const cce_report *r) {
-    size_t n = r->n, k = n ? n : 1;
-    hid_t g = create_group(report, "rows");
-    if (g < 0) return -1;
-    const char **strategy = malloc(k * sizeof *strategy), **tensor = malloc(k * sizeof *tensor),
-               **note = malloc(k * sizeof *note);
-    int32_t *layer = malloc(k * sizeof *layer);
-    int64_t *i64 = malloc(k * sizeof *i64);
-    double *f64 = malloc(k * sizeof *f64);
-    int ok = strategy && tensor && note && layer && i64 && f64;
-    for (size_t i = 0; ok && i < n; i++) {
-        strategy[i] = r->rows[i].strategy;
-        tensor[i] = r->rows[i].tensor;
-        note[i] = r->rows[i].note;
-        layer[i] = r->rows[i].layer;
-    }
-    ok = ok && !write_strings(g, "strategy", n, strategy) &&
-         !write_strings(g, "tensor", n, tensor) && !write_strings(g, "note", n, note) &&
-         !write_col(g, "layer", H5T_STD_I32LE, H5T_NATIVE_INT32, n, layer);
-#define I64_COL(field)                                                                             \
-    for (size_t i = 0; ok && i < n; i++) i64[i] = r->rows[i].field;                                \
-    ok = ok && !write_col(g, #field, H5T_STD_I64LE, H5T_NATIVE_INT64, n, i64)
-#define F64_COL(field)                                                                             \
-    for (size_t i = 0; ok && i < n; i++) f64[i] = r->rows[i].field;                                \
-    ok = ok && !write_col(g, #field, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, n, f64)
-    I64_COL(params_before);
-    I64_COL(params_after);
-    I64_COL(bytes_before);
-    I64_COL(bytes_after);
-    I64_COL(rank);
-    F64_COL(bits_per_weight);
-    F64_COL(sparsity);
-    F64_COL(rel_fro_error);
-    F64_COL(output_error);
-    F64_COL(seconds);
-#undef I64_COL
-#undef F64_COL
-    free(strategy);
-    free(tensor);
-    free(note);
-    free(layer);
-    free(i64);
-    free(f64);
-    H5Gclose(g);
-    return ok ? 0 : -1;
-}
-
 static int write_summary(hid_t report, const cce_compress_summary *s) {
     enum { N = 4 };
     const char *const names[N] = {"blocks", "embeddings", "classifier", "model"};
@@ -136,11 +60,11 @@ static int write_summary(hid_t report, const cce_compress_summary *s) {
                                              "bytes_before", "bytes_after"};
     hid_t g = create_group(report, "summary");
     if (g < 0) return -1;
-    int ok = !write_strings(g, "group", N, names);
+    int ok = !report_table_strings(g, "group", N, names);
     for (int c = 0; ok && c < 5; c++)
-        ok = !write_col(g, col_names[c], H5T_STD_I64LE, H5T_NATIVE_INT64, N, cols[c]);
-    ok = ok && !write_col(g, "byte_ratio", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, N, ratio) &&
-         !write_col(g, "bits_per_weight", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, N, bits) &&
+        ok = !report_table_col(g, col_names[c], H5T_STD_I64LE, H5T_NATIVE_INT64, N, cols[c]);
+    ok = ok && !report_table_col(g, "byte_ratio", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, N, ratio) &&
+         !report_table_col(g, "bits_per_weight", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, N, bits) &&
          !write_scalar_attr(g, "seconds", H5T_NATIVE_DOUBLE, &s->seconds) &&
          !write_scalar_attr(g, "calib_seconds", H5T_NATIVE_DOUBLE, &s->calib_seconds);
     H5Gclose(g);
@@ -163,10 +87,11 @@ static int write_plan(hid_t g, const cce_plan *plan) {
         layer[i] = rows[i].layer;
         value[i] = rows[i].value;
     }
-    ok = ok && !write_col(g, "layer", H5T_STD_I32LE, H5T_NATIVE_INT32, n, layer) &&
-         !write_strings(g, "tensor", n, tensor) &&
-         !write_col(g, "value", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, n, value) &&
-         !write_strings(g, "source", n, source) && !write_strings(g, "rule", n, rule) &&
+    ok = ok && !report_table_col(g, "layer", H5T_STD_I32LE, H5T_NATIVE_INT32, n, layer) &&
+         !report_table_strings(g, "tensor", n, tensor) &&
+         !report_table_col(g, "value", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, n, value) &&
+         !report_table_strings(g, "source", n, source) &&
+         !report_table_strings(g, "rule", n, rule) &&
          !write_string_attr(g, "kind",
                             cce_plan_get_kind(plan) == CCE_PLAN_BITS ? "bits" : "ratio") &&
          !write_scalar_attr(g, "target", H5T_NATIVE_DOUBLE, &(double){cce_plan_target(plan)});
@@ -258,9 +183,9 @@ static int write_report(hid_t file, const cce_compress_result *r, int n_layers) 
     int32_t n_steps = (int32_t)r->n_steps;
     char *joined = joined_strategies(r);
     int ok = joined && !write_scalar_attr(g, "n_steps", H5T_NATIVE_INT32, &n_steps) &&
-             !write_string_attr(g, "strategies", joined) && !write_rows(g, &r->report) &&
-             !write_summary(g, &r->summary) && !write_steps(g, r) &&
-             !write_provenance(file, r, n_layers);
+             !write_string_attr(g, "strategies", joined) &&
+             !report_table_write(g, "rows", &r->report) && !write_summary(g, &r->summary) &&
+             !write_steps(g, r) && !write_provenance(file, r, n_layers);
     free(joined);
     H5Gclose(g);
     return ok ? 0 : -1;
@@ -329,52 +254,6 @@ cce_status cce_compress_save(cce_model *variant, const cce_compress_result *r, c
 
 /* ---- Reading --------------------------------------------------------------------------------- */
 
-/* Reads a 1-D dataset of n elements (n < 0: any; *n receives it) into a new buffer. */
-static cce_status read_col(hid_t g, const char *file, const char *name, hid_t mem_type, size_t elem,
-                           hssize_t *n, void **out) {
-    *out = NULL;
-    char obj[64];
-    snprintf(obj, sizeof obj, "/report/rows/%s", name);
-    if (H5Lexists(g, name, H5P_DEFAULT) <= 0)
-        return cce_fail(CCE_ERR_FORMAT, "%s: %s is missing", file, obj);
-    hid_t ds = H5Dopen2(g, name, H5P_DEFAULT);
-    hid_t space = ds >= 0 ? H5Dget_space(ds) : -1;
-    cce_status s = CCE_OK;
-    hssize_t count = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
-    if (count < 0 || (space >= 0 && H5Sget_simple_extent_ndims(space) != 1))
-        s = store_hdf5_fail(CCE_ERR_FORMAT, file, obj, "not a 1-D dataset");
-    else if (*n >= 0 && count != *n)
-        s = cce_fail(CCE_ERR_FORMAT, "%s: %s has %lld rows, expected %lld", file, obj,
-                     (long long)count, (long long)*n);
-    else if (!(*out = calloc((size_t)(count ? count : 1), elem)))
-        s = cce_fail(CCE_ERR_NOMEM, "%s: %s", file, obj);
-    else if (count > 0 && H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
-        s = store_hdf5_fail(CCE_ERR_FORMAT, file, obj, "cannot read");
-    if (space >= 0) H5Sclose(space);
-    if (ds >= 0) H5Dclose(ds);
-    if (s) {
-        free(*out);
-        *out = NULL;
-    } else {
-        *n = count;
-    }
-    return s;
-}
-
-/* A fixed-length string column read into width-byte cells. */
-static cce_status read_strings(hid_t g, const char *file, const char *name, size_t width,
-                               hssize_t n, char **out) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0 || H5Tset_size(t, width) < 0 || H5Tset_strpad(t, H5T_STR_NULLTERM) < 0 ||
-        H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
-        if (t >= 0) H5Tclose(t);
-        return store_hdf5_fail(CCE_ERR_HDF5, file, name, "string type");
-    }
-    cce_status s = read_col(g, file, name, t, width, &n, (void **)out);
-    H5Tclose(t);
-    return s;
-}
-
 cce_status cce_compress_report_read(const char *path, cce_report *out) {
     cce_report_init(out);
     cce_hdf5_init();
@@ -387,55 +266,8 @@ cce_status cce_compress_report_read(const char *path, cce_report *out) {
         return cce_fail(CCE_ERR_NOT_FOUND, "%s has no /report/rows", path);
     }
     hid_t g = H5Gopen2(f, "/report/rows", H5P_DEFAULT);
-    hssize_t n = -1;
-    int32_t *layer = NULL;
-    char *strategy = NULL, *tensor = NULL, *note = NULL;
-    int64_t *i64[5] = {0};
-    double *f64[5] = {0};
-    static const char *const i64_names[5] = {"params_before", "params_after", "bytes_before",
-                                             "bytes_after", "rank"};
-    static const char *const f64_names[5] = {"bits_per_weight", "sparsity", "rel_fro_error",
-                                             "output_error", "seconds"};
-    const size_t sw = sizeof out->rows[0].strategy, tw = sizeof out->rows[0].tensor,
-                 nw = sizeof out->rows[0].note;
     s = g < 0 ? store_hdf5_fail(CCE_ERR_FORMAT, path, "/report/rows", "cannot open")
-              : read_col(g, path, "layer", H5T_NATIVE_INT32, sizeof *layer, &n, (void **)&layer);
-    if (!s) s = read_strings(g, path, "strategy", sw, n, &strategy);
-    if (!s) s = read_strings(g, path, "tensor", tw, n, &tensor);
-    if (!s) s = read_strings(g, path, "note", nw, n, &note);
-    for (int c = 0; !s && c < 5; c++)
-        s = read_col(g, path, i64_names[c], H5T_NATIVE_INT64, sizeof(int64_t), &n,
-                     (void **)&i64[c]);
-    for (int c = 0; !s && c < 5; c++)
-        s = read_col(g, path, f64_names[c], H5T_NATIVE_DOUBLE, sizeof(double), &n,
-                     (void **)&f64[c]);
-    for (hssize_t i = 0; !s && i < n; i++) {
-        cce_report_row row;
-        cce_report_row_init(&row, "", layer[i], "");
-        memcpy(row.strategy, strategy + (size_t)i * sw, sw);
-        memcpy(row.tensor, tensor + (size_t)i * tw, tw);
-        memcpy(row.note, note + (size_t)i * nw, nw);
-        row.strategy[sw - 1] = row.tensor[tw - 1] = row.note[nw - 1] = '\0';
-        row.params_before = i64[0][i];
-        row.params_after = i64[1][i];
-        row.bytes_before = i64[2][i];
-        row.bytes_after = i64[3][i];
-        row.rank = i64[4][i];
-        row.bits_per_weight = f64[0][i];
-        row.sparsity = f64[1][i];
-        row.rel_fro_error = f64[2][i];
-        row.output_error = f64[3][i];
-        row.seconds = f64[4][i];
-        s = cce_report_add(out, &row);
-    }
-    free(layer);
-    free(strategy);
-    free(tensor);
-    free(note);
-    for (int c = 0; c < 5; c++) {
-        free(i64[c]);
-        free(f64[c]);
-    }
+              : report_table_read(g, path, "/report/rows", out);
     if (g >= 0) H5Gclose(g);
     H5Fclose(f);
     H5Eclear2(H5E_DEFAULT);
