@@ -264,3 +264,23 @@ cce_status cce_split(size_t n_stream, size_t test_tokens, size_t calib_tokens, s
     out->calib_offsets = offsets;
     return CCE_OK;
 }
+
+cce_status cce_split_calib_tokens(const int32_t *stream, size_t n_stream, const cce_split_result *r,
+                                  int32_t **tokens) {
+    *tokens = NULL;
+    size_t w = r->calib_window;
+    if (r->n_calib == 0) return CCE_OK;
+    for (size_t i = 0; i < r->n_calib; i++)
+        if (r->calib_offsets[i] > n_stream || w > n_stream - r->calib_offsets[i])
+            return cce_fail(CCE_ERR_RANGE,
+                            "split: calibration segment %zu [%zu, +%zu) lies outside the stream's "
+                            "%zu tokens",
+                            i, r->calib_offsets[i], w, n_stream);
+    int32_t *out = malloc(r->n_calib * w * sizeof *out); /* [n_calib * w] */
+    if (!out)
+        return cce_fail(CCE_ERR_NOMEM, "%zu calibration segments of %zu tokens", r->n_calib, w);
+    for (size_t i = 0; i < r->n_calib; i++)
+        memcpy(out + i * w, stream + r->calib_offsets[i], w * sizeof *out);
+    *tokens = out;
+    return CCE_OK;
+}

@@ -126,4 +126,10 @@ cce_status cce_split(size_t n_stream, size_t test_tokens, size_t calib_tokens, s
 /* Frees r->calib_offsets and zeroes *r; r itself stays the caller's. */
 void cce_split_result_clear(cce_split_result *r);
 
+/* The calibration segments of split r gathered back to back from stream [n_stream] (borrowed):
+ * *tokens [r->n_calib * r->calib_window] is malloc'd and owned by the caller (free); NULL when
+ * the split has no calibration part. CCE_ERR_RANGE if a segment lies outside the stream. */
+cce_status cce_split_calib_tokens(const int32_t *stream, size_t n_stream, const cce_split_result *r,
+                                  int32_t **tokens);
+
 #endif

@@ -20,6 +20,11 @@ int cmd_strategies(int argc, char **argv); /* cli/cmd_strategies.c */
 int cmd_compress(int argc, char **argv);   /* cli/cmd_compress.c */
 
 int cmd_bench_strategies(int argc, char **argv); /* cli/cmd_bench_strategies.c */
+int cmd_bench_stats(int argc, char **argv);      /* cli/cmd_bench_stats.c */
+
+int cmd_run(int argc, char **argv); /* cli/cmd_run.c: Lua experiment scripts */
+
+int cmd_results(int argc, char **argv); /* cli/cmd_results.c */
 
 /* Prints "cce CMD: error: <status text>: <detail>" to stderr and returns 1. */
 int cli_fail(const char *cmd, cce_status s);

@@ -235,14 +235,10 @@ static cce_status load_calibration(const compress_args *a, const cce_model *m, c
         cce_error_prefix("--calib %s: ", a->calib);
         return s;
     }
-    size_t w = c->split.calib_window;
-    c->tokens = malloc(c->split.n_calib * w * sizeof *c->tokens);
-    if (!c->tokens) return cce_fail(CCE_ERR_NOMEM, "calibration tokens");
-    for (size_t i = 0; i < c->split.n_calib; i++)
-        memcpy(c->tokens + i * w, c->stream + c->split.calib_offsets[i], w * sizeof *c->tokens);
+    if ((s = cce_split_calib_tokens(c->stream, n, &c->split, &c->tokens))) return s;
     c->data.tokens = c->tokens;
     c->data.n_segments = c->split.n_calib;
-    c->data.seg_len = w;
+    c->data.seg_len = c->split.calib_window;
     cce_calib_data_hash(&c->data);
     return CCE_OK;
 }

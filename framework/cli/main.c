@@ -24,6 +24,9 @@ static const command commands[] = {
     {"strategies", cmd_strategies, "list compression strategies and their parameters"},
     {"compress", cmd_compress, "compress a model with strategies in sequence; writes the variant"},
     {"bench-strategies", cmd_bench_strategies, "measure the speed of the compression strategies"},
+    {"bench-stats", cmd_bench_stats, "measure the cost of recording statistics"},
+    {"run", cmd_run, "run a Lua experiment script (lua/README.md)"},
+    {"results", cmd_results, "list the runs of a results file, or export its tables"},
 };
 
 static void usage(FILE *f) {

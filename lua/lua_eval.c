@@ -1,0 +1,126 @@
+/* m:eval{data=, ctx=, max_tokens=, ref=} (cce_lua.h): cce_eval under the pinned protocol (eval.h)
+ * on a token stream (the test part of ds:split, ds:tokens) or a whole dataset, against the base
+ * of a variant by default, with the metrics returned as a table. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cce_lua.h"
+#include "eval.h"
+
+#define FN "m:eval"
+
+static void eval_progress(void *user, long done, long total) {
+    const cce_lua_options *o = user;
+    if (o && o->progress) o->progress("eval windows", done, total);
+}
+
+static void set_num(lua_State *L, const char *k, double v) {
+    lua_pushnumber(L, (lua_Number)v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_int(lua_State *L, const char *k, int64_t v) {
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, k);
+}
+
+/* The metrics table of a result (field names in lua/README.md, "m:eval"). */
+static void push_result(lua_State *L, const cce_eval_result *r, const char *protocol) {
+    lua_createtable(L, 0, 32);
+    set_num(L, "ppl", r->ppl);
+    set_num(L, "ppl_stderr", r->ppl_stderr);
+    set_num(L, "nll", r->mean_nll);
+    set_num(L, "nll_stderr", r->nll_stderr);
+    set_num(L, "top1", r->top1);
+    set_int(L, "tokens", r->n_tokens);
+    set_int(L, "windows", r->n_windows);
+    set_int(L, "ctx", r->ctx);
+    set_num(L, "seconds", r->seconds);
+    set_num(L, "tokens_per_s", r->tokens_per_s);
+    lua_pushstring(L, protocol);
+    lua_setfield(L, -2, "protocol");
+    if (!r->has_ref) return;
+    set_num(L, "kl", r->kl_mean);
+    set_num(L, "kl_stderr", r->kl_stderr);
+    set_num(L, "kl_p99", r->kl_p99);
+    set_num(L, "top1_agree", r->top1_agree);
+    set_num(L, "dp_mean", r->dp_mean);
+    set_num(L, "dp_stderr", r->dp_stderr);
+    for (int i = 0; i < CCE_EVAL_DP_PERCENTILES; i++) {
+        char key[40];
+        snprintf(key, sizeof key, "dp_p%g", cce_eval_dp_percentiles[i]);
+        set_num(L, key, r->dp_p[i]);
+    }
+    set_num(L, "dp_min", r->dp_min);
+    set_num(L, "dp_max", r->dp_max);
+}
+
+int cce_lua_eval(lua_State *L, int model_idx, int opts_idx) {
+    static const char *const fields[] = {"data", "ctx", "max_tokens", "ref", NULL};
+    model_idx = lua_absindex(L, model_idx);
+    opts_idx = lua_absindex(L, opts_idx);
+    cce_lua_model *mo = cce_lua_check_model(L, model_idx);
+    luaL_checktype(L, opts_idx, LUA_TTABLE);
+    cce_lua_check_fields(L, opts_idx, 1, FN, fields);
+
+    /* data: a token stream or a dataset. */
+    lua_getfield(L, opts_idx, "data");
+    cce_lua_tokens *tk = cce_lua_test_object(L, -1, CCE_LUA_TOKENS);
+    cce_lua_dataset *ds = tk ? NULL : cce_lua_test_object(L, -1, CCE_LUA_DATASET);
+    if (!tk && !ds)
+        return cce_lua_raise(L,
+                             "bad argument #1 to '%s' (field 'data': cce.tokens or cce.dataset "
+                             "expected, got %s)",
+                             FN, luaL_typename(L, -1));
+    const cce_tokenizer *tok = cce_model_tokenizer(mo->model);
+    if (tk && !strcmp(tk->part, "calib"))
+        return cce_lua_raise(L, "%s: data is %s: evaluate on the test part of ds:split{...}", FN,
+                             tk->obj.label);
+    if (tk && tok && cce_tokenizer_fingerprint(tok) != tk->tokenizer)
+        return cce_lua_raise(L, "%s: %s were tokenized with another tokenizer than %s's", FN,
+                             tk->obj.label, mo->obj.label);
+    if (ds && !tok) return cce_lua_raise(L, "%s: %s has no tokenizer", FN, mo->obj.label);
+
+    /* ref: nil -> the base of a variant, false -> none, or a model. */
+    cce_model *ref = NULL;
+    lua_getfield(L, opts_idx, "ref");
+    if (lua_isnil(L, -1)) {
+        if (mo->obj.owner) ref = ((cce_lua_model *)mo->obj.owner)->model;
+    } else if (!(lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
+        cce_lua_model *r = cce_lua_test_object(L, -1, CCE_LUA_MODEL);
+        if (!r || !r->model)
+            return cce_lua_raise(L,
+                                 "bad argument #1 to '%s' (field 'ref': cce.model or false "
+                                 "expected, got %s)",
+                                 FN, luaL_typename(L, -1));
+        ref = r->model;
+    }
+    int max_ctx = cce_model_config(mo->model)->seq_len;
+    if (ref && cce_model_config(ref)->seq_len < max_ctx) max_ctx = cce_model_config(ref)->seq_len;
+    int64_t ctx = 0, max_tokens = 0;
+    cce_lua_field_integer(L, opts_idx, 1, FN, "ctx", 2, max_ctx, &ctx);
+    cce_lua_field_integer(L, opts_idx, 1, FN, "max_tokens", 0, INT64_MAX, &max_tokens);
+
+    /* C only from here. */
+    int32_t *owned = NULL;
+    const int32_t *stream = tk ? tk->tokens : NULL;
+    size_t n = tk ? tk->n_segments * tk->seg_len : 0;
+    cce_status s = CCE_OK;
+    if (ds && !(s = cce_lua_dataset_tokens(ds, tok, &owned, &n))) stream = owned;
+    cce_eval_options o = {.ctx = (int)ctx,
+                          .max_tokens = max_tokens,
+                          .progress = eval_progress,
+                          .progress_user = (void *)cce_lua_get_options(L)};
+    cce_eval_result r = {0};
+    if (!s) s = cce_eval(mo->model, ref, stream, n, &o, &r);
+    cce_lua_progress_end(L);
+    free(owned);
+    cce_eval_result_free(&r);
+    if (s) return cce_lua_error(L, s, FN);
+    char protocol[1024];
+    cce_eval_protocol_line(&r, tk ? tk->dataset : ds->name, tk ? tk->sha256 : ds->sha256, protocol,
+                           sizeof protocol);
+    push_result(L, &r, protocol);
+    return 1;
+}
