@@ -643,6 +643,10 @@ typedef struct external {
 static external *externals;
 static size_t n_externals, cap_externals;
 
+/* Strategies registered at run time (cce_strategy_register), after the externals. */
+static const cce_strategy **runtime; /* [n_runtime], borrowed */
+static size_t n_runtime, cap_runtime;
+
 static size_t builtin_count(void) {
     size_t n = 0;
     while (cce_builtin_strategies[n]) n++;
@@ -650,13 +654,16 @@ static size_t builtin_count(void) {
 }
 
 size_t cce_strategy_count(void) {
-    return builtin_count() + n_externals;
+    return builtin_count() + n_externals + n_runtime;
 }
 
 const cce_strategy *cce_strategy_at(size_t i) {
     size_t nb = builtin_count();
     if (i < nb) return cce_builtin_strategies[i];
-    return i - nb < n_externals ? externals[i - nb].s : NULL;
+    i -= nb;
+    if (i < n_externals) return externals[i].s;
+    i -= n_externals;
+    return i < n_runtime ? runtime[i] : NULL;
 }
 
 cce_status cce_strategy_find(const char *name, const cce_strategy **out) {
@@ -750,6 +757,41 @@ void cce_strategy_unload_external(void) {
     free(externals);
     externals = NULL;
     n_externals = cap_externals = 0;
+}
+
+cce_status cce_strategy_register(const cce_strategy *s, const char *origin) {
+    if (!origin) origin = "run time";
+    cce_status st = cce_strategy_validate(s, origin);
+    if (st) return st;
+    const cce_strategy *clash;
+    if (cce_strategy_find(s->name, &clash) == CCE_OK)
+        return cce_fail(CCE_ERR_ARG, "%s: a strategy named '%s' is already registered", origin,
+                        s->name);
+    cce_error_clear();
+    if (n_runtime == cap_runtime) {
+        size_t cap = cap_runtime ? 2 * cap_runtime : 4;
+        const cce_strategy **r = realloc(runtime, cap * sizeof *r);
+        if (!r)
+            return cce_fail(CCE_ERR_NOMEM, "%s: out of memory registering '%s'", origin, s->name);
+        runtime = r;
+        cap_runtime = cap;
+    }
+    runtime[n_runtime++] = s;
+    return CCE_OK;
+}
+
+void cce_strategy_unregister(const cce_strategy *s) {
+    for (size_t i = 0; i < n_runtime; i++) {
+        if (runtime[i] != s) continue;
+        memmove(runtime + i, runtime + i + 1, (n_runtime - i - 1) * sizeof *runtime);
+        n_runtime--;
+        break;
+    }
+    if (n_runtime == 0) {
+        free(runtime);
+        runtime = NULL;
+        cap_runtime = 0;
+    }
 }
 
 cce_status cce_strategy_parse_spec(const char *spec, const cce_strategy **s, cce_params **params) {

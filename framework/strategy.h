@@ -246,6 +246,17 @@ cce_status cce_strategy_load_external(const char *path, const cce_strategy **out
  * used afterwards. */
 void cce_strategy_unload_external(void);
 
+/* Registers a descriptor built at run time (a strategy written in a script): validated like a
+ * plugin's (cce_strategy_validate with `origin`, e.g. "script.lua:12"), CCE_ERR_ARG if a strategy
+ * of that name is already registered. Listed after the built-ins and the external strategies.
+ * Borrowed: the caller keeps *s (and its schema) alive until cce_strategy_unregister. Not
+ * thread-safe. */
+cce_status cce_strategy_register(const cce_strategy *s, const char *origin);
+
+/* Forgets a descriptor registered with cce_strategy_register (nothing if it is not registered).
+ * Instances of it must be freed before. */
+void cce_strategy_unregister(const cce_strategy *s);
+
 /* Checks a descriptor and its schema (names, types, ranges, enum choices, defaults in range).
  * CCE_ERR_FORMAT with a detail that starts with `origin` (a file name or "built-in"). */
 cce_status cce_strategy_validate(const cce_strategy *s, const char *origin);
