@@ -1,0 +1,310 @@
+/* Multiple-choice tasks and the paired bootstrap in Lua (framework/task.h, bootstrap.h):
+ *
+ *   m:task{task = "cloze" | "items.jsonl", data = ds | "name", items = N, choices = N, seed = S,
+ *          ctx = N}                                         -> result table
+ *   cce.bootstrap(a, b [, {counts = {...}, resamples = B, seed = S, level = 0.95}])
+ *                                                           -> interval table
+ *   cce.compare_runs(results, id_a, id_b [, {table = "eval_windows", value = "nll_sum",
+ *                    count = "tokens", resamples = B, seed = S, level = 0.95}])
+ *                                                           -> interval table
+ *
+ * m:task's result: acc, acc_stderr, acc_norm, acc_norm_stderr, chance, items, choices (nil when
+ * items differ), truncated, tokens, seconds, ctx, protocol (the line), task, recipe, source,
+ * sha256, and per item (1-based arrays) correct and correct_norm (0/1): the input of
+ * cce.bootstrap(r_a.correct, r_b.correct) between two models on the same items.
+ *
+ * cce.bootstrap pairs a[k] with b[k] (arrays of numbers of equal length, at least 2): per-window
+ * NLL sums with counts = tokens per window, per-window mean NLLs (equal windows) or per-item 0/1
+ * outcomes, and returns {diff, ci_low, ci_high, se, significant, a, b, blocks, values,
+ * resamples, seed, level} (a and b: the means). cce.compare_runs reads the two runs' recorded
+ * tables (bootstrap.h: "eval_windows", "task_<name>") from a results file and does the same;
+ * for a table named task_* the defaults are value = "correct" and no count. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bootstrap.h"
+#include "cce_lua.h"
+#include "eval.h"
+#include "results.h"
+#include "results_table.h"
+#include "task.h"
+
+static void set_num(lua_State *L, const char *k, double v) {
+    lua_pushnumber(L, (lua_Number)v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_int(lua_State *L, const char *k, int64_t v) {
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_str(lua_State *L, const char *k, const char *v) {
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void task_progress(void *user, long done, long total) {
+    const cce_lua_options *o = user;
+    if (o && o->progress) o->progress("task items", done, total);
+}
+
+/* A 1-based array of flags [n] set as field k of the table on the top. */
+static void set_flags(lua_State *L, const char *k, const uint8_t *f, size_t n) {
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushinteger(L, f[i]);
+        lua_rawseti(L, -2, (lua_Integer)(i + 1));
+    }
+    lua_setfield(L, -2, k);
+}
+
+static void push_task_result(lua_State *L, const cce_task *t, const cce_task_result *r) {
+    char line[2048];
+    cce_task_protocol_line(t, r, line, sizeof line);
+    lua_createtable(L, 0, 24);
+    set_num(L, "acc", r->acc);
+    set_num(L, "acc_stderr", r->acc_stderr);
+    set_num(L, "acc_norm", r->acc_norm);
+    set_num(L, "acc_norm_stderr", r->acc_norm_stderr);
+    set_num(L, "chance", r->chance);
+    set_int(L, "items", (int64_t)r->n_items);
+    int common = t->items[0].n_choices;
+    for (size_t i = 1; i < t->n_items; i++)
+        if (t->items[i].n_choices != common) common = 0;
+    if (common) set_int(L, "choices", common);
+    set_int(L, "truncated", (int64_t)r->n_truncated);
+    set_int(L, "tokens", r->n_tokens);
+    set_num(L, "seconds", r->seconds);
+    set_int(L, "ctx", r->ctx);
+    set_str(L, "protocol", line);
+    set_str(L, "task", t->name);
+    set_str(L, "recipe", t->recipe);
+    set_str(L, "source", t->source);
+    set_str(L, "sha256", t->sha256);
+    set_flags(L, "correct", r->correct, r->n_items);
+    set_flags(L, "correct_norm", r->correct_norm, r->n_items);
+}
+
+#define FN_TASK      "m:task"
+#define SCRATCH_META "cce.task_scratch"
+
+/* What m:task holds while it runs, in a userdata made before any C work: if pushing the result
+ * raises (out of memory), the garbage collector frees it. */
+typedef struct task_scratch {
+    cce_task *t;
+    cce_task_result r;
+} task_scratch;
+
+static void scratch_clear(task_scratch *b) {
+    cce_task_result_free(&b->r);
+    cce_task_free(b->t);
+    b->t = NULL;
+}
+
+static int scratch_gc(lua_State *L) {
+    scratch_clear(luaL_checkudata(L, 1, SCRATCH_META));
+    return 0;
+}
+
+static int m_task(lua_State *L) {
+    static const char *const fields[] = {"task", "data", "items", "choices", "seed", "ctx", NULL};
+    cce_lua_model *mo = cce_lua_check_model(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    cce_lua_check_fields(L, 2, 1, FN_TASK, fields);
+    const char *task = NULL, *data = NULL;
+    if (!cce_lua_field_string(L, 2, 1, FN_TASK, "task", &task))
+        return cce_lua_raise(L, "%s: field 'task' is missing ('cloze' or a JSONL file)", FN_TASK);
+    int cloze = !strcmp(task, "cloze");
+    lua_getfield(L, 2, "data");
+    if (!lua_isnil(L, -1)) {
+        if (!cloze)
+            return cce_lua_raise(L,
+                                 "%s: field 'data' names the text of the cloze; a JSONL task "
+                                 "holds its own text",
+                                 FN_TASK);
+        cce_lua_dataset *ds = cce_lua_test_object(L, -1, CCE_LUA_DATASET);
+        if (ds)
+            data = ds->name;
+        else if (!cce_lua_field_string(L, 2, 1, FN_TASK, "data", &data))
+            return cce_lua_raise(L, "%s: field 'data' must be a cce.dataset or a name", FN_TASK);
+    }
+    lua_pop(L, 1);
+    int64_t items = 0, choices = 0, seed = 1, ctx = 0;
+    cce_lua_field_integer(L, 2, 1, FN_TASK, "items", 1, INT64_MAX, &items);
+    if (cce_lua_field_integer(L, 2, 1, FN_TASK, "choices", 2, CCE_TASK_MAX_CHOICES, &choices) &&
+        !cloze)
+        return cce_lua_raise(L, "%s: field 'choices' applies to the cloze only", FN_TASK);
+    cce_lua_field_integer(L, 2, 1, FN_TASK, "seed", 0, INT64_MAX, &seed);
+    cce_lua_field_integer(L, 2, 1, FN_TASK, "ctx", 2, cce_model_config(mo->model)->seq_len, &ctx);
+
+    task_scratch *box = lua_newuserdatauv(L, sizeof *box, 0);
+    memset(box, 0, sizeof *box);
+    luaL_setmetatable(L, SCRATCH_META);
+
+    /* C only from here. */
+    cce_task *t = NULL;
+    cce_status s;
+    if (cloze) {
+        cce_cloze_options co = {
+            .n_items = (size_t)items, .n_choices = (int)choices, .seed = (uint64_t)seed};
+        s = cce_cloze_build_dataset(data ? data : "tinystories_val", &co, &t);
+    } else {
+        s = cce_task_read_jsonl(task, &t);
+        if (!s && items > 0) s = cce_task_keep_first(t, (size_t)items);
+    }
+    box->t = t;
+    cce_task_options o = {.ctx = (int)ctx,
+                          .progress = task_progress,
+                          .progress_user = (void *)cce_lua_get_options(L)};
+    if (!s) s = cce_task_score(mo->model, t, &o, &box->r);
+    cce_lua_progress_end(L);
+    if (s) {
+        scratch_clear(box);
+        return cce_lua_error(L, s, FN_TASK);
+    }
+    push_task_result(L, t, &box->r);
+    scratch_clear(box);
+    return 1;
+}
+
+static void push_bootstrap(lua_State *L, const cce_bootstrap_result *b) {
+    lua_createtable(L, 0, 12);
+    set_num(L, "diff", b->diff);
+    set_num(L, "ci_low", b->ci_low);
+    set_num(L, "ci_high", b->ci_high);
+    set_num(L, "se", b->se);
+    lua_pushboolean(L, b->significant);
+    lua_setfield(L, -2, "significant");
+    set_num(L, "a", b->mean_a);
+    set_num(L, "b", b->mean_b);
+    set_int(L, "blocks", (int64_t)b->n_blocks);
+    set_num(L, "values", b->n_values);
+    set_int(L, "resamples", b->resamples);
+    set_int(L, "seed", (int64_t)b->seed);
+    set_num(L, "level", b->level);
+}
+
+/* Reads the bootstrap options of the table at idx (may be absent) into o. */
+static void read_boot_options(lua_State *L, int idx, int arg, const char *fn,
+                              cce_bootstrap_options *o) {
+    int64_t resamples = 0, seed = 1;
+    double level = 0;
+    cce_lua_field_integer(L, idx, arg, fn, "resamples", 1, CCE_BOOTSTRAP_MAX_RESAMPLES, &resamples);
+    cce_lua_field_integer(L, idx, arg, fn, "seed", 0, INT64_MAX, &seed);
+    cce_lua_field_number(L, idx, arg, fn, "level", 1e-9, 1 - 1e-9, &level);
+    *o = (cce_bootstrap_options){
+        .resamples = (int)resamples, .seed = (uint64_t)seed, .level = level};
+}
+
+/* The length of the array of numbers at idx; raises naming `what` for anything else. */
+static size_t check_numbers(lua_State *L, int idx, const char *fn, const char *what) {
+    luaL_checktype(L, idx, LUA_TTABLE);
+    size_t n = (size_t)lua_rawlen(L, idx);
+    for (size_t i = 1; i <= n; i++) {
+        int isnum = lua_rawgeti(L, idx, (lua_Integer)i) == LUA_TNUMBER;
+        lua_pop(L, 1);
+        if (!isnum) return (size_t)cce_lua_raise(L, "%s: %s[%zu] is not a number", fn, what, i);
+    }
+    return n;
+}
+
+static void read_numbers(lua_State *L, int idx, size_t n, double *x) {
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)(i + 1));
+        x[i] = (double)lua_tonumber(L, -1);
+        lua_pop(L, 1);
+    }
+}
+
+#define FN_BOOT "cce.bootstrap"
+
+static int l_bootstrap(lua_State *L) {
+    static const char *const fields[] = {"counts", "resamples", "seed", "level", NULL};
+    size_t na = check_numbers(L, 1, FN_BOOT, "a"), nb = check_numbers(L, 2, FN_BOOT, "b");
+    if (na != nb)
+        return cce_lua_raise(L, "%s: a has %zu values and b %zu: they must be paired", FN_BOOT, na,
+                             nb);
+    cce_bootstrap_options o = {.seed = 1};
+    size_t nc = 0;
+    int has_counts = 0;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        cce_lua_check_fields(L, 3, 3, FN_BOOT, fields);
+        read_boot_options(L, 3, 3, FN_BOOT, &o);
+        lua_getfield(L, 3, "counts");
+        if (!lua_isnil(L, -1)) {
+            nc = check_numbers(L, lua_gettop(L), FN_BOOT, "counts");
+            has_counts = 1;
+            if (nc != na)
+                return cce_lua_raise(L, "%s: counts has %zu values for %zu blocks", FN_BOOT, nc,
+                                     na);
+        }
+    } else
+        lua_pushnil(L);
+    int counts_idx = lua_gettop(L);
+
+    /* C only from here. */
+    double *buf = malloc((3 * na + 1) * sizeof *buf); /* a, b, counts: [3, na] */
+    cce_bootstrap_result r;
+    cce_status s = buf ? CCE_OK : cce_fail(CCE_ERR_NOMEM, "%zu values", na);
+    if (!s) {
+        read_numbers(L, 1, na, buf);
+        read_numbers(L, 2, na, buf + na);
+        if (has_counts) read_numbers(L, counts_idx, na, buf + 2 * na);
+        s = cce_bootstrap_paired_blocks(buf, buf + na, has_counts ? buf + 2 * na : NULL, na, &o,
+                                        &r);
+    }
+    free(buf);
+    if (s) return cce_lua_error(L, s, FN_BOOT);
+    push_bootstrap(L, &r);
+    return 1;
+}
+
+#define FN_CMP "cce.compare_runs"
+
+static int l_compare_runs(lua_State *L) {
+    static const char *const fields[] = {"table", "value", "count", "resamples",
+                                         "seed",  "level", NULL};
+    const char *path = luaL_checkstring(L, 1);
+    const char *id_a = luaL_checkstring(L, 2), *id_b = luaL_checkstring(L, 3);
+    const char *table = CCE_BOOTSTRAP_WINDOW_TABLE, *value = NULL, *count = NULL;
+    cce_bootstrap_options o = {.seed = 1};
+    int count_given = 0;
+    if (!lua_isnoneornil(L, 4)) {
+        luaL_checktype(L, 4, LUA_TTABLE);
+        cce_lua_check_fields(L, 4, 4, FN_CMP, fields);
+        cce_lua_field_string(L, 4, 4, FN_CMP, "table", &table);
+        cce_lua_field_string(L, 4, 4, FN_CMP, "value", &value);
+        count_given = cce_lua_field_string(L, 4, 4, FN_CMP, "count", &count);
+        read_boot_options(L, 4, 4, FN_CMP, &o);
+    }
+    int is_task = !strncmp(table, "task_", 5);
+    if (!value) value = is_task ? "correct" : "nll_sum";
+    if (!count_given) count = is_task ? NULL : "tokens";
+
+    /* C only from here. */
+    cce_table *ta = NULL, *tb = NULL;
+    cce_bootstrap_result r;
+    cce_status s = cce_results_read_table(path, id_a, table, &ta);
+    if (!s) s = cce_results_read_table(path, id_b, table, &tb);
+    if (!s) s = cce_bootstrap_tables(ta, tb, value, count, &o, &r);
+    cce_table_free(ta);
+    cce_table_free(tb);
+    if (s) return cce_lua_error(L, s, "%s: %s against %s", FN_CMP, id_a, id_b);
+    push_bootstrap(L, &r);
+    return 1;
+}
+
+void cce_lua_open_task(lua_State *L) {
+    luaL_newmetatable(L, SCRATCH_META);
+    lua_pushcfunction(L, scratch_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    static const luaL_Reg methods[] = {{"task", m_task}, {NULL, NULL}};
+    cce_lua_add_methods(L, CCE_LUA_MODEL, methods);
+    static const luaL_Reg fns[] = {
+        {"bootstrap", l_bootstrap}, {"compare_runs", l_compare_runs}, {NULL, NULL}};
+    luaL_setfuncs(L, fns, 0);
+}
