@@ -221,6 +221,25 @@ static void test_layer_sensitivity_synth(void **state) {
     cce_results_runs_free(&runs);
 }
 
+static void test_custom_strategy_synth(void **state) {
+    (void)state;
+    char *out = fixture_run_expect(
+        0, "run " CCE_SOURCE_DIR "/experiments/custom_strategy.lua " SMALL " out=cs alphas=0,1");
+    /* alpha 0 and 1 are magnitude's and Wanda's rules: the same variants, the same metrics */
+    fixture_expect_in(out, "scaled_magnitude alpha 0 reproduces magnitude: yes");
+    fixture_expect_in(out, "scaled_magnitude alpha 1 reproduces wanda: yes");
+    free(out);
+    /* dense, magnitude, wanda, two alphas, the ramped run */
+    check_runs("cs/custom_strategy.h5", 6, "custom_strategy");
+    cce_results_runs runs = {0};
+    assert_cce_ok(cce_results_read("cs/custom_strategy.h5", &runs));
+    int lua_runs = 0;
+    for (size_t i = 0; i < runs.n; i++)
+        lua_runs += !strcmp(attr(&runs.runs[i], "strategy"), "scaled_magnitude");
+    assert_int_equal(lua_runs, 3);
+    cce_results_runs_free(&runs);
+}
+
 static void test_quickstart_stories260K(void **state) {
     (void)state;
     test_require_mirror_file("models/stories260K/stories260K.bin");
@@ -606,6 +625,7 @@ int main(void) {
         cmocka_unit_test(test_lock),
         cmocka_unit_test(test_quickstart_synth),
         cmocka_unit_test(test_ratio_sweep_synth),
+        cmocka_unit_test(test_custom_strategy_synth),
         cmocka_unit_test(test_layer_sensitivity_synth),
         cmocka_unit_test(test_resume_after_sigkill),
         cmocka_unit_test(test_quickstart_stories260K),
