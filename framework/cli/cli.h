@@ -25,6 +25,8 @@ int cmd_bench_stats(int argc, char **argv);      /* cli/cmd_bench_stats.c */
 int cmd_run(int argc, char **argv); /* cli/cmd_run.c: Lua experiment scripts */
 
 int cmd_results(int argc, char **argv); /* cli/cmd_results.c */
+int cmd_plot(int argc, char **argv);    /* cli/cmd_plot.c: figures from a results file */
+int cmd_table(int argc, char **argv);   /* cli/cmd_table.c: LaTeX/Markdown/TSV tables */
 
 /* Prints "cce CMD: error: <status text>: <detail>" to stderr and returns 1. */
 int cli_fail(const char *cmd, cce_status s);

@@ -27,6 +27,8 @@ static const command commands[] = {
     {"bench-stats", cmd_bench_stats, "measure the cost of recording statistics"},
     {"run", cmd_run, "run a Lua experiment script (lua/README.md)"},
     {"results", cmd_results, "list the runs of a results file, or export its tables"},
+    {"plot", cmd_plot, "draw a figure (gnuplot: .tsv, .gp, PNG, PDF) from a results file"},
+    {"table", cmd_table, "a summary or per-layer table (LaTeX, Markdown, TSV) from a results file"},
 };
 
 static void usage(FILE *f) {
