@@ -110,6 +110,11 @@ void cce_lua_open_task(lua_State *L);       /* lua_task.c */
 struct cce_table;
 struct cce_table *cce_lua_check_table(lua_State *L, int idx);
 
+/* Pushes an empty cce.table object labelled "table 'NAME'" (raises only on a memory error, so
+ * call it before the C work) and returns its slot: a table stored there is owned by the object
+ * (freed when it is closed or collected). Until the slot is filled, using the object raises. */
+struct cce_table **cce_lua_push_table_slot(lua_State *L, const char *name);
+
 /* ---- Errors (lua_main.c) --------------------------------------------------------------------- */
 
 /* Pushes the position of the innermost frame of user code (not C, not a prelude module) as
@@ -240,7 +245,8 @@ int cce_lua_compress(lua_State *L, int model_idx, int opts_idx);
  * or nil for a model that is not one. Returns 1. */
 int cce_lua_push_compression(lua_State *L, int idx);
 
-/* m:eval{...} (lua_eval.c). Returns 1 (the metrics table). */
+/* m:eval{...} (lua_eval.c). Returns 1 (the metrics table), or 2 with windows = true (and the
+ * "eval_windows" table). */
 int cce_lua_eval(lua_State *L, int model_idx, int opts_idx);
 
 /* ---- Datasets and token streams (lua_data.c) ------------------------------------------------- */

@@ -1,10 +1,14 @@
-/* m:eval{data=, ctx=, max_tokens=, ref=} (cce_lua.h): cce_eval under the pinned protocol (eval.h)
- * on a token stream (the test part of ds:split, ds:tokens) or a whole dataset, against the base
- * of a variant by default, with the metrics returned as a table. */
+/* m:eval{data=, ctx=, max_tokens=, ref=, windows=} (cce_lua.h): cce_eval under the pinned protocol
+ * (eval.h) on a token stream (the test part of ds:split, ds:tokens) or a whole dataset, against the
+ * base of a variant by default, with the metrics returned as a table. With windows = true the
+ * evaluation keeps its per-token NLLs (keep_token_nll) and m:eval returns a second value: the
+ * "eval_windows" table (bootstrap.h: window, tokens, nll_sum per window) as a cce.table, the
+ * input of the paired bootstrap and what exp:run records. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bootstrap.h"
 #include "cce_lua.h"
 #include "eval.h"
 
@@ -57,7 +61,7 @@ static void push_result(lua_State *L, const cce_eval_result *r, const char *prot
 }
 
 int cce_lua_eval(lua_State *L, int model_idx, int opts_idx) {
-    static const char *const fields[] = {"data", "ctx", "max_tokens", "ref", NULL};
+    static const char *const fields[] = {"data", "ctx", "max_tokens", "ref", "windows", NULL};
     model_idx = lua_absindex(L, model_idx);
     opts_idx = lua_absindex(L, opts_idx);
     cce_lua_model *mo = cce_lua_check_model(L, model_idx);
@@ -101,6 +105,11 @@ int cce_lua_eval(lua_State *L, int model_idx, int opts_idx) {
     int64_t ctx = 0, max_tokens = 0;
     cce_lua_field_integer(L, opts_idx, 1, FN, "ctx", 2, max_ctx, &ctx);
     cce_lua_field_integer(L, opts_idx, 1, FN, "max_tokens", 0, INT64_MAX, &max_tokens);
+    int windows = 0;
+    cce_lua_field_boolean(L, opts_idx, 1, FN, "windows", &windows);
+    struct cce_table **win =
+        windows ? cce_lua_push_table_slot(L, CCE_BOOTSTRAP_WINDOW_TABLE) : NULL;
+    int win_idx = lua_gettop(L);
 
     /* C only from here. */
     int32_t *owned = NULL;
@@ -110,17 +119,21 @@ int cce_lua_eval(lua_State *L, int model_idx, int opts_idx) {
     if (ds && !(s = cce_lua_dataset_tokens(ds, tok, &owned, &n))) stream = owned;
     cce_eval_options o = {.ctx = (int)ctx,
                           .max_tokens = max_tokens,
+                          .keep_token_nll = windows,
                           .progress = eval_progress,
                           .progress_user = (void *)cce_lua_get_options(L)};
     cce_eval_result r = {0};
     if (!s) s = cce_eval(mo->model, ref, stream, n, &o, &r);
     cce_lua_progress_end(L);
     free(owned);
+    if (!s && win) s = cce_bootstrap_window_table(&r, win);
     cce_eval_result_free(&r);
     if (s) return cce_lua_error(L, s, FN);
     char protocol[1024];
     cce_eval_protocol_line(&r, tk ? tk->dataset : ds->name, tk ? tk->sha256 : ds->sha256, protocol,
                            sizeof protocol);
     push_result(L, &r, protocol);
-    return 1;
+    if (!win) return 1;
+    lua_pushvalue(L, win_idx);
+    return 2;
 }

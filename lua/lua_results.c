@@ -3,7 +3,9 @@
  * module (lua/cce/experiment.lua) builds on:
  *   cce._results_open(path)  -> a "cce.results_writer" (holds the file's lock):
  *                               w:has(key) -> id | nil, w:get(key) -> run table | nil,
- *                               w:add(record) -> id (durable when it returns), w:path(), w:close()
+ *                               w:add(record) -> id (durable when it returns; record.tables: an
+ *                               array of cce.table objects written with the run), w:path(),
+ *                               w:close()
  *   cce._run_seed(seed, key) -> the run's seed: the first 8 bytes of sha256("<seed>\n<key>") as a
  *                               big-endian integer with the top bit cleared (0 <= seed < 2^63)
  *   cce._json(value)         -> canonical JSON text (see below)
@@ -28,6 +30,7 @@
 #include "cce_lua.h"
 #include "lua_experiment.h"
 #include "results.h"
+#include "results_table.h"
 #include "sha256.h"
 #include "strategy.h"
 
@@ -92,8 +95,8 @@ static void push_row(lua_State *L, const cce_report_row *w) {
     set_str(L, "note", w->note);
 }
 
-/* Pushes a run as {id=, <attributes>, metrics={...}, n_layer_rows=}: seed as an integer, seconds
- * as a number, the other attributes as strings. */
+/* Pushes a run as {id=, <attributes>, metrics={...}, n_layer_rows=, tables={name=rows}}: seed as
+ * an integer, seconds as a number, the other attributes as strings. */
 static void push_run(lua_State *L, const cce_run_info *run) {
     lua_createtable(L, 0, (int)run->n_attrs + 4);
     set_str(L, "id", run->id);
@@ -119,6 +122,10 @@ static void push_run(lua_State *L, const cce_run_info *run) {
         set_num(L, run->metric_names[i], run->metric_values[i]);
     lua_setfield(L, -2, "metrics");
     set_int(L, "n_layer_rows", (int64_t)run->n_layer_rows);
+    lua_createtable(L, 0, (int)run->n_tables);
+    for (size_t i = 0; i < run->n_tables; i++)
+        set_int(L, run->table_names[i], (int64_t)run->table_rows[i]);
+    lua_setfield(L, -2, "tables");
 }
 
 /* Pushes the layers rows of run id of the file at path as an array; raises on failure. */
@@ -337,7 +344,9 @@ static int cmp_names(const void *a, const void *b) {
 }
 
 /* w:add{key=, experiment=, strategy=, params=, plan=, seed=, protocol=, model=, model_sha256=,
- *       dataset=, dataset_sha256=, seconds=, metrics={name=number}, layers={rows}} -> id.
+ *       dataset=, dataset_sha256=, seconds=, metrics={name=number}, layers={rows},
+ *       tables={cce.table, ...}} -> id. The tables (borrowed from their objects, names distinct)
+ * are written with the run in the same atomic step.
  * Metrics are stored in name order. Everything is read into Lua-owned memory first, so nothing
  * leaks when a field is wrong; the run is on disk when this returns. */
 static int w_add(lua_State *L) {
@@ -411,6 +420,29 @@ static int w_add(lua_State *L) {
     } else if (!lua_isnil(L, layers)) {
         return cce_lua_raise(L, "results record: field 'layers': table expected, got %s",
                              luaL_typename(L, layers));
+    }
+
+    /* extra tables: borrowed from their cce.table objects, which the record table keeps alive */
+    lua_getfield(L, 2, "tables");
+    int tables = lua_gettop(L);
+    if (lua_istable(L, tables)) {
+        size_t nt = lua_rawlen(L, tables);
+        const cce_table **tabs = lua_newuserdatauv(L, (nt ? nt : 1) * sizeof *tabs, 0);
+        for (size_t i = 0; i < nt; i++) {
+            lua_rawgeti(L, tables, (lua_Integer)i + 1);
+            tabs[i] = cce_lua_check_table(L, lua_gettop(L));
+            lua_pop(L, 1);
+            for (size_t j = 0; j < i; j++)
+                if (!strcmp(tabs[j]->name, tabs[i]->name))
+                    return cce_lua_raise(L, "results record: tables: two tables named '%s'",
+                                         tabs[i]->name);
+        }
+        rec.n_tables = nt;
+        rec.tables = nt ? tabs : NULL;
+    } else if (!lua_isnil(L, tables)) {
+        return cce_lua_raise(L,
+                             "results record: field 'tables': an array of tables expected, got %s",
+                             luaL_typename(L, tables));
     }
 
     const char *id = NULL;

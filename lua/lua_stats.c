@@ -5,8 +5,9 @@
  *                            [, {ctx=, max_tokens=, bins=, range_std=, outlier_std=,
  *                                kl_alpha=}])                       -> reference
  *   cce.activation_table([bins])                                   -> empty table "activations"
- *   cce.record_activations{model=, dense=, reference=, data=, table=}
+ *   cce.record_activations{model=, dense=, reference=, data=, table= [, windows=true]}
  *                                                                  -> metrics (as m:eval's)
+ *                                                                     [, table "eval_windows"]
  *   cce.read_table(path, run_id, name)                             -> table
  *
  * data is a cce.tokens (the test part of a split, or a whole text) or a cce.dataset (tokenized
@@ -15,13 +16,15 @@
  * meaning=} per column; type "float64", "int64", "string" or "float64[]"), t:row(i) (1-based:
  * {column = value}, vectors as arrays, NaN as a NaN number) and t:append(other); references
  * ("cce.activation_ref") have r:domain() and r:windows(). cce_lua_check_table gives the C table
- * of a cce.table, for recording it in a run (cce_run_record.tables). */
+ * of a cce.table, for recording it in a run (cce_run_record.tables); cce_lua_push_table_slot makes
+ * an empty cce.table for a C table made afterwards. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "astats.h"
+#include "bootstrap.h"
 #include "cce_lua.h"
 #include "eval.h"
 #include "results.h"
@@ -53,6 +56,12 @@ static void aref_release(cce_lua_object *o) {
     r->ref = NULL;
 }
 
+cce_table **cce_lua_push_table_slot(lua_State *L, const char *name) {
+    lua_table_obj *obj =
+        cce_lua_new_object(L, sizeof *obj, TABLE_META, table_release, 0, "table '%s'", name);
+    return &obj->t;
+}
+
 cce_table *cce_lua_check_table(lua_State *L, int idx) {
     lua_table_obj *t = cce_lua_check_object(L, idx, TABLE_META);
     if (!t->t) cce_lua_raise(L, "%s is empty", t->obj.label);
@@ -72,8 +81,8 @@ static cce_model *check_model(lua_State *L, int idx, const char *fn, const char 
  * cce.dataset tokenized with m's tokenizer (*owned malloc'd, the caller frees). Raises before
  * any allocation for a bad argument; returns the status of tokenizing. */
 static cce_status data_stream(lua_State *L, int idx, cce_model *m, const char *fn,
-                              const int32_t **stream, size_t *n, int32_t **owned,
-                              const char **name) {
+                              const int32_t **stream, size_t *n, int32_t **owned, const char **name,
+                              const char **sha256) {
     *owned = NULL;
     cce_lua_tokens *tk = cce_lua_test_object(L, idx, CCE_LUA_TOKENS);
     cce_lua_dataset *ds = tk ? NULL : cce_lua_test_object(L, idx, CCE_LUA_DATASET);
@@ -93,9 +102,11 @@ static cce_status data_stream(lua_State *L, int idx, cce_model *m, const char *f
         *stream = tk->tokens;
         *n = tk->n_segments * tk->seg_len;
         *name = tk->dataset;
+        *sha256 = tk->sha256;
         return CCE_OK;
     }
     *name = ds->name;
+    *sha256 = ds->sha256;
     cce_status s = cce_lua_dataset_tokens(ds, tok, owned, n);
     *stream = *owned;
     return s;
@@ -158,8 +169,8 @@ static int l_activation_reference(lua_State *L) {
     const int32_t *stream = NULL;
     int32_t *owned = NULL;
     size_t n = 0;
-    const char *name = NULL;
-    cce_status s = data_stream(L, 2, dense, FN, &stream, &n, &owned, &name);
+    const char *name = NULL, *sha256 = NULL;
+    cce_status s = data_stream(L, 2, dense, FN, &stream, &n, &owned, &name, &sha256);
     if (!s) s = cce_astats_ref_new(dense, stream, n, domain, &o, &obj->ref);
     cce_lua_progress_end(L);
     free(owned);
@@ -220,12 +231,16 @@ static void push_metrics(lua_State *L, const cce_eval_result *r, const char *pro
     set_num(L, "dp_max", r->dp_max);
 }
 
-/* cce.record_activations{model=, dense=, reference=, data=, table=} -> metrics */
+/* cce.record_activations{model=, dense=, reference=, data=, table= [, windows=true]}
+ *   -> metrics [, the "eval_windows" table (bootstrap.h) when windows is true] */
 static int l_record_activations(lua_State *L) {
     static const char *const FN = "cce.record_activations";
-    static const char *const fields[] = {"model", "dense", "reference", "data", "table", NULL};
+    static const char *const fields[] = {"model", "dense",   "reference", "data",
+                                         "table", "windows", NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
     cce_lua_check_fields(L, 1, 1, FN, fields);
+    int windows = 0;
+    cce_lua_field_boolean(L, 1, 1, FN, "windows", &windows);
     lua_getfield(L, 1, "model");
     cce_model *m = check_model(L, -1, FN, "field 'model'");
     lua_getfield(L, 1, "dense");
@@ -242,24 +257,30 @@ static int l_record_activations(lua_State *L) {
                              TABLE_META, luaL_typename(L, -1));
     lua_getfield(L, 1, "data");
     int data = lua_gettop(L);
+    cce_table **win = windows ? cce_lua_push_table_slot(L, CCE_BOOTSTRAP_WINDOW_TABLE) : NULL;
+    int win_idx = lua_gettop(L);
     /* C only from here (data_stream raises only before allocating). */
     const int32_t *stream = NULL;
     int32_t *owned = NULL;
     size_t n = 0;
-    const char *name = NULL;
+    const char *name = NULL, *sha256 = NULL;
     cce_astats_options o = {.progress = act_progress,
-                            .progress_user = (void *)cce_lua_get_options(L)};
+                            .progress_user = (void *)cce_lua_get_options(L),
+                            .keep_token_nll = windows};
     cce_eval_result r = {0};
-    cce_status s = data_stream(L, data, dense, FN, &stream, &n, &owned, &name);
+    cce_status s = data_stream(L, data, dense, FN, &stream, &n, &owned, &name, &sha256);
     if (!s) s = cce_astats_eval(m, dense, ro->ref, stream, n, &o, to->t, &r);
     cce_lua_progress_end(L);
     free(owned);
+    if (!s && win) s = cce_bootstrap_window_table(&r, win);
     cce_eval_result_free(&r);
     if (s) return cce_lua_error(L, s, FN);
     char protocol[1024];
-    cce_eval_protocol_line(&r, name, NULL, protocol, sizeof protocol);
+    cce_eval_protocol_line(&r, name, sha256, protocol, sizeof protocol);
     push_metrics(L, &r, protocol);
-    return 1;
+    if (!win) return 1;
+    lua_pushvalue(L, win_idx);
+    return 2;
 }
 
 static int r_domain(lua_State *L) {

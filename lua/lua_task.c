@@ -1,7 +1,15 @@
 /* Multiple-choice tasks and the paired bootstrap in Lua (framework/task.h, bootstrap.h):
  *
  *   m:task{task = "cloze" | "items.jsonl", data = ds | "name", items = N, choices = N, seed = S,
- *          ctx = N}                                         -> result table
+ *          ctx = N [, table = "task_NAME"]}               -> result table
+ *                                                             [, the per-item table NAME]
+ *   cce._task_identity{task =, data =, items =, choices =, seed =}
+ *                                                           -> {task =, recipe =, source =,
+ *                                                               sha256 =, items =} (builds the
+ *                                                               task without scoring it)
+ *   cce.bootstrap_tables(a, b [, {value =, count =, resamples =, seed =, level =}])
+ *                                                           -> interval table (two cce.table
+ *                                                               objects, a - b)
  *   cce.bootstrap(a, b [, {counts = {...}, resamples = B, seed = S, level = 0.95}])
  *                                                           -> interval table
  *   cce.compare_runs(results, id_a, id_b [, {table = "eval_windows", value = "nll_sum",
@@ -108,36 +116,84 @@ static int scratch_gc(lua_State *L) {
     return 0;
 }
 
+/* What builds a task: read from m:task's or cce._task_identity's option table. */
+typedef struct task_spec {
+    const char *task, *data; /* borrowed from the option table */
+    int cloze;
+    int64_t items, choices, seed;
+} task_spec;
+
+/* Reads the task fields of the option table at idx (argument arg of fn); raises for bad ones. */
+static void read_task_spec(lua_State *L, int idx, int arg, const char *fn, task_spec *sp) {
+    const char *task = NULL, *data = NULL;
+    if (!cce_lua_field_string(L, idx, arg, fn, "task", &task))
+        cce_lua_raise(L, "%s: field 'task' is missing ('cloze' or a JSONL file)", fn);
+    int cloze = !strcmp(task, "cloze");
+    lua_getfield(L, idx, "data");
+    if (!lua_isnil(L, -1)) {
+        if (!cloze)
+            cce_lua_raise(L,
+                          "%s: field 'data' names the text of the cloze; a JSONL task holds its "
+                          "own text",
+                          fn);
+        cce_lua_dataset *ds = cce_lua_test_object(L, -1, CCE_LUA_DATASET);
+        if (ds)
+            data = ds->name; /* the option table keeps the dataset alive */
+        else if (!cce_lua_field_string(L, idx, arg, fn, "data", &data))
+            cce_lua_raise(L, "%s: field 'data' must be a cce.dataset or a name", fn);
+    }
+    lua_pop(L, 1);
+    int64_t items = 0, choices = 0, seed = 1;
+    cce_lua_field_integer(L, idx, arg, fn, "items", 1, INT64_MAX, &items);
+    if (cce_lua_field_integer(L, idx, arg, fn, "choices", 2, CCE_TASK_MAX_CHOICES, &choices) &&
+        !cloze)
+        cce_lua_raise(L, "%s: field 'choices' applies to the cloze only", fn);
+    cce_lua_field_integer(L, idx, arg, fn, "seed", 0, INT64_MAX, &seed);
+    *sp = (task_spec){.task = task,
+                      .data = data,
+                      .cloze = cloze,
+                      .items = items,
+                      .choices = choices,
+                      .seed = seed};
+}
+
+/* Builds the task sp describes (C only: returns the status). The caller owns *out. */
+static cce_status build_task(const task_spec *sp, cce_task **out) {
+    *out = NULL;
+    cce_status s;
+    if (sp->cloze) {
+        cce_cloze_options co = {.n_items = (size_t)sp->items,
+                                .n_choices = (int)sp->choices,
+                                .seed = (uint64_t)sp->seed};
+        s = cce_cloze_build_dataset(sp->data ? sp->data : "tinystories_val", &co, out);
+    } else {
+        s = cce_task_read_jsonl(sp->task, out);
+        if (!s && sp->items > 0) s = cce_task_keep_first(*out, (size_t)sp->items);
+    }
+    return s;
+}
+
 static int m_task(lua_State *L) {
-    static const char *const fields[] = {"task", "data", "items", "choices", "seed", "ctx", NULL};
+    static const char *const fields[] = {"task", "data", "items", "choices",
+                                         "seed", "ctx",  "table", NULL};
     cce_lua_model *mo = cce_lua_check_model(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     cce_lua_check_fields(L, 2, 1, FN_TASK, fields);
-    const char *task = NULL, *data = NULL;
-    if (!cce_lua_field_string(L, 2, 1, FN_TASK, "task", &task))
-        return cce_lua_raise(L, "%s: field 'task' is missing ('cloze' or a JSONL file)", FN_TASK);
-    int cloze = !strcmp(task, "cloze");
-    lua_getfield(L, 2, "data");
-    if (!lua_isnil(L, -1)) {
-        if (!cloze)
-            return cce_lua_raise(L,
-                                 "%s: field 'data' names the text of the cloze; a JSONL task "
-                                 "holds its own text",
-                                 FN_TASK);
-        cce_lua_dataset *ds = cce_lua_test_object(L, -1, CCE_LUA_DATASET);
-        if (ds)
-            data = ds->name;
-        else if (!cce_lua_field_string(L, 2, 1, FN_TASK, "data", &data))
-            return cce_lua_raise(L, "%s: field 'data' must be a cce.dataset or a name", FN_TASK);
-    }
-    lua_pop(L, 1);
-    int64_t items = 0, choices = 0, seed = 1, ctx = 0;
-    cce_lua_field_integer(L, 2, 1, FN_TASK, "items", 1, INT64_MAX, &items);
-    if (cce_lua_field_integer(L, 2, 1, FN_TASK, "choices", 2, CCE_TASK_MAX_CHOICES, &choices) &&
-        !cloze)
-        return cce_lua_raise(L, "%s: field 'choices' applies to the cloze only", FN_TASK);
-    cce_lua_field_integer(L, 2, 1, FN_TASK, "seed", 0, INT64_MAX, &seed);
+    task_spec sp;
+    read_task_spec(L, 2, 1, FN_TASK, &sp);
+    int64_t ctx = 0;
     cce_lua_field_integer(L, 2, 1, FN_TASK, "ctx", 2, cce_model_config(mo->model)->seq_len, &ctx);
+    const char *table_name = NULL;
+    cce_table **tab = NULL;
+    if (cce_lua_field_string(L, 2, 1, FN_TASK, "table", &table_name)) {
+        if (!cce_table_name_ok(table_name))
+            return cce_lua_raise(L,
+                                 "%s: field 'table' = '%s': a table name of letters, digits and "
+                                 "'_' expected",
+                                 FN_TASK, table_name);
+        tab = cce_lua_push_table_slot(L, table_name);
+    }
+    int tab_idx = lua_gettop(L);
 
     task_scratch *box = lua_newuserdatauv(L, sizeof *box, 0);
     memset(box, 0, sizeof *box);
@@ -145,26 +201,50 @@ static int m_task(lua_State *L) {
 
     /* C only from here. */
     cce_task *t = NULL;
-    cce_status s;
-    if (cloze) {
-        cce_cloze_options co = {
-            .n_items = (size_t)items, .n_choices = (int)choices, .seed = (uint64_t)seed};
-        s = cce_cloze_build_dataset(data ? data : "tinystories_val", &co, &t);
-    } else {
-        s = cce_task_read_jsonl(task, &t);
-        if (!s && items > 0) s = cce_task_keep_first(t, (size_t)items);
-    }
+    cce_status s = build_task(&sp, &t);
     box->t = t;
     cce_task_options o = {.ctx = (int)ctx,
                           .progress = task_progress,
                           .progress_user = (void *)cce_lua_get_options(L)};
     if (!s) s = cce_task_score(mo->model, t, &o, &box->r);
     cce_lua_progress_end(L);
+    if (!s && tab) s = cce_task_result_table(t, &box->r, table_name, tab);
     if (s) {
         scratch_clear(box);
         return cce_lua_error(L, s, FN_TASK);
     }
     push_task_result(L, t, &box->r);
+    scratch_clear(box);
+    if (!tab) return 1;
+    lua_pushvalue(L, tab_idx);
+    return 2;
+}
+
+#define FN_IDENT "cce._task_identity"
+
+/* cce._task_identity{task=, data=, items=, choices=, seed=} -> {task, recipe, source, sha256,
+ * items}: what a run key holds of a task. */
+static int l_task_identity(lua_State *L) {
+    static const char *const fields[] = {"task", "data", "items", "choices", "seed", NULL};
+    luaL_checktype(L, 1, LUA_TTABLE);
+    cce_lua_check_fields(L, 1, 1, FN_IDENT, fields);
+    task_spec sp;
+    read_task_spec(L, 1, 1, FN_IDENT, &sp);
+    task_scratch *box = lua_newuserdatauv(L, sizeof *box, 0);
+    memset(box, 0, sizeof *box);
+    luaL_setmetatable(L, SCRATCH_META);
+    /* C only from here. */
+    cce_status s = build_task(&sp, &box->t);
+    if (s) {
+        scratch_clear(box);
+        return cce_lua_error(L, s, FN_IDENT);
+    }
+    lua_createtable(L, 0, 5);
+    set_str(L, "task", box->t->name);
+    set_str(L, "recipe", box->t->recipe);
+    set_str(L, "source", box->t->source);
+    set_str(L, "sha256", box->t->sha256);
+    set_int(L, "items", (int64_t)box->t->n_items);
     scratch_clear(box);
     return 1;
 }
@@ -297,6 +377,32 @@ static int l_compare_runs(lua_State *L) {
     return 1;
 }
 
+#define FN_BT "cce.bootstrap_tables"
+
+/* cce.bootstrap_tables(a, b [, opts]) -> interval of a - b over the rows of two tables. */
+static int l_bootstrap_tables(lua_State *L) {
+    static const char *const fields[] = {"value", "count", "resamples", "seed", "level", NULL};
+    const cce_table *ta = cce_lua_check_table(L, 1), *tb = cce_lua_check_table(L, 2);
+    int is_task = !strncmp(ta->name, "task_", 5);
+    const char *value = NULL, *count = NULL;
+    cce_bootstrap_options o = {.seed = 1};
+    int count_given = 0;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        cce_lua_check_fields(L, 3, 3, FN_BT, fields);
+        cce_lua_field_string(L, 3, 3, FN_BT, "value", &value);
+        count_given = cce_lua_field_string(L, 3, 3, FN_BT, "count", &count);
+        read_boot_options(L, 3, 3, FN_BT, &o);
+    }
+    if (!value) value = is_task ? "correct" : "nll_sum";
+    if (!count_given) count = is_task ? NULL : "tokens";
+    cce_bootstrap_result r;
+    cce_status s = cce_bootstrap_tables(ta, tb, value, count, &o, &r);
+    if (s) return cce_lua_error(L, s, FN_BT);
+    push_bootstrap(L, &r);
+    return 1;
+}
+
 void cce_lua_open_task(lua_State *L) {
     luaL_newmetatable(L, SCRATCH_META);
     lua_pushcfunction(L, scratch_gc);
@@ -304,7 +410,10 @@ void cce_lua_open_task(lua_State *L) {
     lua_pop(L, 1);
     static const luaL_Reg methods[] = {{"task", m_task}, {NULL, NULL}};
     cce_lua_add_methods(L, CCE_LUA_MODEL, methods);
-    static const luaL_Reg fns[] = {
-        {"bootstrap", l_bootstrap}, {"compare_runs", l_compare_runs}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"bootstrap", l_bootstrap},
+                                   {"compare_runs", l_compare_runs},
+                                   {"bootstrap_tables", l_bootstrap_tables},
+                                   {"_task_identity", l_task_identity},
+                                   {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

@@ -17,12 +17,19 @@ local _, cce = ...
 -- Fields of exp:run that are not strategy parameters.
 local RUN_FIELDS = {
   strategy = true, steps = true, calib = true, eval = true, ctx = true, max_tokens = true,
-  model = true, calib_ctx = true, use_cache = true, output_error = true,
+  model = true, calib_ctx = true, use_cache = true, output_error = true, stats = true,
+  domains = true, tasks = true,
 }
 -- Plan fields (per step or for every step); `layers` with a number or string value is a
 -- parameter (shortgpt's).
 local PLAN_FIELDS = { layers = true, skip = true, unskip = true, rules = true }
-local EXPERIMENT_FIELDS = { name = true, out = true, seed = true, model = true, redo = true }
+local EXPERIMENT_FIELDS = {
+  name = true, out = true, seed = true, model = true, redo = true, stats = true, domains = true,
+  tasks = true,
+}
+-- Statistics options (stats = {...}) and their defaults (framework/astats.h, wstats.h).
+local STATS_DEFAULTS = { bins = 64, range_std = 8, outlier_std = 6, kl_alpha = 0.5 }
+local BOOTSTRAP_RESAMPLES = 1000
 local DEFAULT_CTX_CAP = 512 -- the protocol's default ctx cap (framework/eval.h)
 
 local function fail(fmt, ...)
@@ -98,6 +105,193 @@ local function facts_of(m, where)
     model_facts[m] = f
   end
   return f
+end
+
+
+-- ---- Statistics, tasks and significance -------------------------------------------------------
+
+-- The statistics options of a run: false (none) or every option with its default filled in.
+local function stats_options(v, where)
+  if v == nil or v == true then v = {} end
+  if v == false then return false end
+  if type(v) ~= "table" then
+    fail("%s: field 'stats': a table, true or false expected, got %s", where, type(v))
+  end
+  local o = {}
+  for k, val in pairs(v) do
+    if STATS_DEFAULTS[k] == nil then
+      fail("%s: field 'stats': unknown option '%s' (options: %s)", where, tostring(k),
+           table.concat(sorted_keys(STATS_DEFAULTS), ", "))
+    end
+    if type(val) ~= "number" then
+      fail("%s: field 'stats': option '%s': number expected, got %s", where, k, type(val))
+    end
+    o[k] = val
+  end
+  for k, d in pairs(STATS_DEFAULTS) do
+    if o[k] == nil then o[k] = d end
+  end
+  if math.type(o.bins) ~= "integer" then
+    local b = math.tointeger(o.bins)
+    if b == nil then fail("%s: field 'stats': bins = %s is not an integer", where, o.bins) end
+    o.bins = b
+  end
+  return o
+end
+
+-- A domain name ([A-Za-z0-9_.+-]+) from a dataset name or path: its file name, other characters
+-- replaced by '_'.
+local function domain_name(name)
+  local base = tostring(name):match("([^/]*)$")
+  base = base:gsub("%.txt$", ""):gsub("[^%w_%.%+%-]", "_")
+  if base == "" then base = "data" end
+  return base
+end
+
+-- The extra domains {name = tokens | dataset} as a sorted array of {name =, data =}.
+local function read_domains(v, where)
+  if v == nil then return {} end
+  if type(v) ~= "table" then
+    fail("%s: field 'domains': a table {name = tokens or dataset} expected, got %s", where, type(v))
+  end
+  local out = {}
+  for _, k in ipairs(sorted_keys(v)) do
+    if type(k) ~= "string" or not k:match("^[%w_%.%+%-]+$") then
+      fail("%s: field 'domains': '%s' is not a domain name (letters, digits, '_', '.', '+', '-')",
+           where, tostring(k))
+    end
+    local d = v[k]
+    local mt = getmetatable(d)
+    if mt ~= "cce.tokens" and mt ~= "cce.dataset" then
+      fail("%s: field 'domains': domain '%s': cce.tokens or cce.dataset expected, got %s", where,
+           k, type(d))
+    end
+    out[#out + 1] = { name = k, data = d }
+  end
+  return out
+end
+
+-- The name T of a task (metrics T_acc, ..., table task_T): "cloze", or a JSONL file's name.
+local function task_name(task)
+  if task == "cloze" then return "cloze" end
+  local base = tostring(task):match("([^/]*)$"):gsub("%.jsonl$", ""):gsub("%.json$", "")
+  base = base:gsub("[^%w_]", "_")
+  if base == "" then base = "task" end
+  return base
+end
+
+-- The tasks of a run as an array of {name =, spec = (m:task's fields), id = (identity)}; the
+-- identities are cached per experiment (building a task reads its text).
+local function read_tasks(self, v, where)
+  if v == nil then return {} end
+  if type(v) ~= "table" then
+    fail("%s: field 'tasks': an array of task names, JSONL files or tables expected, got %s",
+         where, type(v))
+  end
+  local out, seen = {}, {}
+  for i, t in ipairs(v) do
+    local spec, name = {}, nil
+    if type(t) == "string" then
+      spec.task = t
+    elseif type(t) == "table" then
+      for k, val in pairs(t) do
+        if k == "name" then name = val
+        elseif k == "task" or k == "data" or k == "items" or k == "choices" or k == "seed" then
+          spec[k] = val
+        else
+          fail("%s: tasks[%d]: unknown field '%s' (fields: choices, data, items, name, seed, task)",
+               where, i, tostring(k))
+        end
+      end
+    else
+      fail("%s: tasks[%d]: a task name, a JSONL file or a table expected, got %s", where, i,
+           type(t))
+    end
+    if type(spec.task) ~= "string" then
+      fail("%s: tasks[%d]: field 'task': 'cloze' or a JSONL file expected", where, i)
+    end
+    name = name or task_name(spec.task)
+    if type(name) ~= "string" or not name:match("^[%w_]+$") then
+      fail("%s: tasks[%d]: name '%s': letters, digits and '_' expected", where, i, tostring(name))
+    end
+    if seen[name] then fail("%s: two tasks named '%s' (give one a name =)", where, name) end
+    seen[name] = true
+    local data = spec.data
+    local data_key = getmetatable(data) == "cce.dataset" and data:info().sha256 or data
+    local cache_key = cce._json({ spec.task, data_key or "", spec.items or 0,
+                                  spec.choices or 0, spec.seed or 1 })
+    local id = self.task_ids[cache_key]
+    if not id then
+      id = cce._task_identity(spec)
+      self.task_ids[cache_key] = id
+    end
+    out[#out + 1] = { name = name, spec = spec, id = id,
+                      key = { name = name, recipe = id.recipe, sha256 = id.sha256,
+                              items = id.items, seed = spec.seed or 1 } }
+  end
+  return out
+end
+
+-- The activation reference of (model, domain, data, protocol, options), made once per experiment.
+local function reference_of(self, m, facts, domain, data, ctx, max_tokens, st)
+  local k = cce._json({ model = facts.weights, domain = domain, data = cce._data_identity(data),
+                        ctx = ctx, max_tokens = max_tokens, stats = st })
+  local ref = self.refs[k]
+  if not ref then
+    ref = cce.activation_reference(m, data, domain, {
+      ctx = ctx, max_tokens = max_tokens, bins = st.bins, range_std = st.range_std,
+      outlier_std = st.outlier_std, kl_alpha = st.kl_alpha })
+    self.refs[k] = ref
+  end
+  return ref
+end
+
+-- The recorded dense runs of this experiment: {id =, key =, protocol =, model_sha256 =,
+-- tables = {name = rows}, loaded = {name = cce.table}}, read from the file once.
+local function dense_runs(self)
+  if not self.dense then
+    self.dense = {}
+    for _, run in ipairs(cce.results(self.out)) do
+      if run.experiment == self.name and run.strategy == "dense" then
+        self.dense[#self.dense + 1] = { id = run.id, key = run.key, protocol = run.protocol,
+                                        model_sha256 = run.model_sha256, tables = run.tables or {},
+                                        loaded = {} }
+      end
+    end
+  end
+  return self.dense
+end
+
+-- The latest recorded dense run of this experiment on the same windows (protocol line) of the
+-- same model, or nil.
+local function dense_for(self, protocol, model_sha256)
+  local runs = dense_runs(self)
+  for i = #runs, 1, -1 do
+    local d = runs[i]
+    if d.protocol == protocol and d.model_sha256 == model_sha256 and d.tables.eval_windows then
+      return d
+    end
+  end
+  return nil
+end
+
+-- Table `name` of a recorded dense run (read once).
+local function dense_table(self, d, name)
+  if not d.tables[name] then return nil end
+  local t = d.loaded[name]
+  if not t then
+    t = cce.read_table(self.out, d.id, name)
+    d.loaded[name] = t
+  end
+  return t
+end
+
+-- Records the bootstrap interval b under prefix in metrics.
+local function put_interval(metrics, prefix, b)
+  metrics[prefix] = b.diff
+  metrics[prefix .. "_lo"] = b.ci_low
+  metrics[prefix .. "_hi"] = b.ci_high
+  metrics[prefix .. "_sig"] = b.significant and 1 or 0
 end
 
 local Experiment = {}
@@ -182,6 +376,11 @@ function Experiment:run(spec)
   local ctx = spec.ctx
   if ctx == nil then ctx = math.min(facts.seq_len, DEFAULT_CTX_CAP) end
   local max_tokens = spec.max_tokens or 0
+  local stats_given = spec.stats
+  if stats_given == nil then stats_given = self.stats end
+  local st = stats_options(stats_given, "exp:run")
+  local domains = st and read_domains(spec.domains or self.domains, "exp:run") or {}
+  local tasks = read_tasks(self, spec.tasks or self.tasks, "exp:run")
   local key = {
     format = 1,
     model = facts.weights,
@@ -189,6 +388,21 @@ function Experiment:run(spec)
     strategy = strategy,
     eval = { data = eval_id, ctx = ctx, max_tokens = max_tokens },
   }
+  if st then
+    local stats_key = {}
+    for k, val in pairs(st) do stats_key[k] = val end
+    if #domains > 0 then
+      stats_key.domains = {}
+      for _, d in ipairs(domains) do stats_key.domains[d.name] = cce._data_identity(d.data) end
+    end
+    key.stats = stats_key
+  else
+    key.stats = false
+  end
+  if #tasks > 0 then
+    key.tasks = {}
+    for i, t in ipairs(tasks) do key.tasks[i] = t.key end
+  end
   if not dense then
     key.steps = key_steps
     key.plan = top_plan
@@ -240,11 +454,35 @@ function Experiment:run(spec)
     comp = v:compression()
   end
 
-  -- Evaluate against the base.
+  -- Evaluate against the base (with the activation statistics of the eval data when stats are
+  -- on: cce.record_activations returns exactly v:eval's metrics) and keep the windows' NLLs.
+  local tables = {}
   local e0 = cce._now()
-  local r = v:eval{ data = spec.eval, ctx = ctx, max_tokens = spec.max_tokens,
-                    ref = dense and m or nil }
+  local r, windows, acts
+  if st then
+    local ref = reference_of(self, m, facts, domain_name(eval_id.dataset), spec.eval, ctx,
+                             max_tokens, st)
+    acts = cce.activation_table(st.bins)
+    r, windows = cce.record_activations{ model = v, dense = m, reference = ref, data = spec.eval,
+                                         table = acts, windows = true }
+  else
+    r, windows = v:eval{ data = spec.eval, ctx = ctx, max_tokens = spec.max_tokens,
+                         ref = dense and m or nil, windows = true }
+  end
   local te = cce._now() - e0
+
+  -- Statistics: the other domains' activations and the weights.
+  local s0 = cce._now()
+  if st then
+    for _, d in ipairs(domains) do
+      local ref = reference_of(self, m, facts, d.name, d.data, ctx, max_tokens, st)
+      cce.record_activations{ model = v, dense = m, reference = ref, data = d.data, table = acts }
+    end
+    tables[#tables + 1] = cce.weight_stats(m, v, { bins = st.bins })
+    tables[#tables + 1] = acts
+  end
+  tables[#tables + 1] = windows
+  local ts = cce._now() - s0
 
   -- Record (durable before returning).
   local metrics = {}
@@ -263,6 +501,46 @@ function Experiment:run(spec)
     metrics.byte_ratio, metrics.bits_per_weight = 0, 32
     metrics.model_byte_ratio, metrics.model_bits_per_weight = 0, 32
   end
+
+  -- Tasks.
+  local t0_tasks = cce._now()
+  local task_tables = {}
+  for _, t in ipairs(tasks) do
+    local opts = { ctx = ctx, table = "task_" .. t.name }
+    for k, val in pairs(t.spec) do opts[k] = val end
+    local tr, tt = v:task(opts)
+    local T = t.name
+    metrics[T .. "_acc"] = tr.acc
+    metrics[T .. "_acc_stderr"] = tr.acc_stderr
+    metrics[T .. "_acc_norm"] = tr.acc_norm
+    metrics[T .. "_acc_norm_stderr"] = tr.acc_norm_stderr
+    metrics[T .. "_items"] = tr.items
+    metrics[T .. "_chance"] = tr.chance
+    tables[#tables + 1] = tt
+    task_tables[T] = tt
+  end
+  local tt_seconds = cce._now() - t0_tasks
+
+  -- Significance against the dense run of this experiment on the same windows (a dense run
+  -- against itself: 0, not significant).
+  local boot = { resamples = BOOTSTRAP_RESAMPLES, seed = run_seed }
+  local d = not dense and dense_for(self, r.protocol, facts.sha256) or nil
+  if dense or d then
+    local other = dense and windows or dense_table(self, d, "eval_windows")
+    put_interval(metrics, "dnll_vs_dense", cce.bootstrap_tables(windows, other, boot))
+    for _, t in ipairs(tasks) do
+      local mine = task_tables[t.name]
+      local theirs = mine
+      if not dense then
+        theirs = nil
+        local id_json = cce._json(t.key)
+        if d.key:find(id_json, 1, true) then theirs = dense_table(self, d, "task_" .. t.name) end
+      end
+      if theirs then
+        put_interval(metrics, t.name .. "_dacc_vs_dense", cce.bootstrap_tables(mine, theirs, boot))
+      end
+    end
+  end
   local seconds = cce._now() - t0
   local id = writer:add{
     key = key_text,
@@ -279,7 +557,22 @@ function Experiment:run(spec)
     seconds = seconds,
     metrics = metrics,
     layers = comp and comp.layers or nil,
+    tables = tables,
   }
+  if dense then
+    -- this run is now the experiment's dense run on these windows (replacing a redone one)
+    local runs = dense_runs(self)
+    for i = #runs, 1, -1 do
+      if runs[i].key == key_text then table.remove(runs, i) end
+    end
+    local entry = { id = id, key = key_text, protocol = r.protocol, model_sha256 = facts.sha256,
+                    tables = {}, loaded = {} }
+    for _, t in ipairs(tables) do
+      entry.tables[t:name()] = #t
+      entry.loaded[t:name()] = t
+    end
+    runs[#runs + 1] = entry
+  end
   if v ~= m then v:close() end
   self.n_runs = self.n_runs + 1
   local total = cce._now() - t0
@@ -291,7 +584,8 @@ function Experiment:run(spec)
   self.rows[#self.rows + 1] = { id = id, label = label, metrics = out, skipped = false }
   return out, false, {
     id = id, key = key_text, seed = run_seed, skipped = false, seconds = total,
-    compress_seconds = tc, eval_seconds = te, overhead_seconds = total - tc - te,
+    compress_seconds = tc, eval_seconds = te, stats_seconds = ts, task_seconds = tt_seconds,
+    overhead_seconds = total - tc - te - ts - tt_seconds,
   }
 end
 
@@ -325,98 +619,26 @@ end
 
 -- ---- Figures ---------------------------------------------------------------------------------
 
-local function tsv_number(x)
-  if x == nil then return "NaN" end
-  if x ~= x then return "NaN" end
-  return string.format("%.10g", x)
-end
-
-local function strip_tabs(s)
-  return (tostring(s):gsub("[%c]", " "))
-end
-
--- The caption of a figure: model, dataset and protocol of the first run.
-local function caption_of(runs)
-  local run = runs[1]
-  if not run then return "" end
-  local p = run.protocol or ""
-  local ctx, scored = p:match("ctx=(%d+)"), p:match("scored=(%d+)")
-  if not (ctx and scored) then return string.format("%s, %s", run.model, run.dataset) end
-  return string.format("%s on %s: %s scored tokens in non-overlapping windows of BOS + %d",
-                       run.model, run.dataset, scored, tonumber(ctx) - 1)
-end
-
-local FIGURES = {}
-
--- ppl_vs_ratio: perplexity (± stderr) against the byte ratio, one block per strategy (the data
--- also holds KL, bits per weight and top-1 for other plots).
-function FIGURES.ppl_vs_ratio(runs, name)
-  local groups, order = {}, {}
-  for _, run in ipairs(runs) do
-    local s = run.strategy
-    if not groups[s] then
-      groups[s] = {}
-      order[#order + 1] = s
-    end
-    table.insert(groups[s], run)
-  end
-  table.sort(order, function(a, b)
-    if a == "dense" or b == "dense" then return a == "dense" and b ~= "dense" end
-    return a < b
-  end)
-  local lines = {
-    "# figure ppl_vs_ratio: perplexity against compression per strategy (experiment "
-      .. strip_tabs(name) .. ")",
-    "# x: byte_ratio = 1 - encoded bytes / float32 bytes of the block weights; one block per "
-      .. "strategy (gnuplot index), its first row the column names",
-    "# caption: " .. strip_tabs(caption_of(runs)),
-  }
-  for b, s in ipairs(order) do
-    if b > 1 then
-      lines[#lines + 1] = ""
-      lines[#lines + 1] = ""
-    end
-    local rows = groups[s]
-    table.sort(rows, function(x, y)
-      local bx, by = x.metrics.byte_ratio or 0, y.metrics.byte_ratio or 0
-      if bx ~= by then return bx < by end
-      return x.id < y.id
-    end)
-    lines[#lines + 1] = strip_tabs(s)
-      .. "\tbyte_ratio\tppl\tppl_stderr\tkl\tkl_stderr\tbits_per_weight\ttop1\trun"
-    for _, run in ipairs(rows) do
-      local mt = run.metrics
-      lines[#lines + 1] = table.concat({ strip_tabs(s), tsv_number(mt.byte_ratio),
-        tsv_number(mt.ppl), tsv_number(mt.ppl_stderr), tsv_number(mt.kl),
-        tsv_number(mt.kl_stderr), tsv_number(mt.bits_per_weight), tsv_number(mt.top1),
-        run.id }, "\t")
-    end
-  end
-  return table.concat(lines, "\n") .. "\n"
-end
-
--- exp:figure(name [, {out =, caption =}]) -> {tsv =, gp =, png =, pdf =}
+-- exp:figure(name [, {out =, caption =, runs =, formats =, layers =, domain =, site =}])
+--   -> {tsv =, gp =, png =, pdf = [, tex =]}
+-- Any figure of cce.plot (cce plot --figure NAME) drawn from this experiment's runs: runs is a
+-- further run filter (cce plot --help), out the figure's path without an extension (default
+-- "<folder of the results file>/<experiment>_<name>").
 function Experiment:figure(name, opts)
   opts = opts or {}
-  local make = FIGURES[name]
-  if not make then
-    local known = sorted_keys(FIGURES)
-    fail("exp:figure: unknown figure '%s' (figures: %s)", tostring(name), table.concat(known, ", "))
+  if type(opts) ~= "table" then
+    fail("exp:figure: options table expected, got %s", type(opts))
   end
-  local runs = {}
-  for _, run in ipairs(cce.results(self.out)) do
-    if run.experiment == self.name then runs[#runs + 1] = run end
-  end
-  if #runs == 0 then
-    fail("exp:figure: %s holds no runs of experiment '%s'", self.out, self.name)
-  end
-  local out = opts.out
-  if out == nil then
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  local filter = "experiment=" .. self.name
+  if opts.runs ~= nil and opts.runs ~= "" then filter = filter .. "," .. tostring(opts.runs) end
+  o.runs = filter
+  if o.out == nil then
     local dir = self.out:match("^(.*)/[^/]*$") or "."
-    out = dir .. "/" .. self.name .. "_" .. name
+    o.out = dir .. "/" .. self.name .. "_" .. tostring(name)
   end
-  return cce._figure{ template = name, data = make(runs, self.name), out = out,
-                      caption = opts.caption or caption_of(runs) }
+  return cce.plot(self.out, name, o)
 end
 
 -- ---- cce.experiment ----------------------------------------------------------------------------
@@ -427,8 +649,8 @@ local function experiment(o)
   end
   for k in pairs(o) do
     if not EXPERIMENT_FIELDS[k] then
-      fail("bad argument #1 to 'cce.experiment' (unknown field '%s'; fields: model, name, out, "
-           .. "redo, seed)", tostring(k))
+      fail("bad argument #1 to 'cce.experiment' (unknown field '%s'; fields: domains, model, "
+           .. "name, out, redo, seed, stats, tasks)", tostring(k))
     end
   end
   if type(o.name) ~= "string" or not o.name:match("^[%w_%-%.]+$") then
@@ -450,8 +672,16 @@ local function experiment(o)
     fail("bad argument #1 to 'cce.experiment' (field 'redo': boolean expected, got %s)",
          type(o.redo))
   end
+  stats_options(o.stats, "cce.experiment")
+  read_domains(o.domains, "cce.experiment")
+  if o.tasks ~= nil and type(o.tasks) ~= "table" then
+    fail("bad argument #1 to 'cce.experiment' (field 'tasks': an array expected, got %s)",
+         type(o.tasks))
+  end
   local impl = setmetatable({ name = o.name, out = out, seed = seed, model = o.model, n_runs = 0,
-                              redo = o.redo or false, rows = {} }, { __index = Experiment })
+                              redo = o.redo or false, rows = {}, stats = o.stats,
+                              domains = o.domains, tasks = o.tasks, refs = {}, task_ids = {} },
+                            { __index = Experiment })
   local writer = cce._results_open(out)
   return cce._experiment(impl, writer, string.format("experiment '%s' (%s)", o.name, out))
 end
