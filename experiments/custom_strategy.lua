@@ -20,7 +20,7 @@ local o = E.options{
   out = "results", model = "stories260K", data = "tinystories_val",
   calib_tokens = 16384, test_tokens = 50000, calib_window = 256, split_seed = 1,
   ctx = 0, max_tokens = 20000, seed = 42,
-  ratio = 0.5, alphas = { 0, 0.5, 1, 2 }, spread = 0.4,
+  ratio = 0.5, alphas = { 0, 0.5, 1, 2 }, spread = 0.4, figure = true,
 }
 
 cce.strategy{
@@ -84,4 +84,5 @@ for _, s in ipairs(same) do
   print(string.format("scaled_magnitude alpha %g reproduces %s: %s", s[1],
                       s[1] == 0 and "magnitude" or "wanda", s[2] and "yes" or "NO"))
 end
+if o.figure then print("figure: " .. exp:figure("ppl_vs_ratio").png) end
 print("results: " .. exp:path())

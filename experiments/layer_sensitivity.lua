@@ -15,7 +15,7 @@ local o = E.options{
   out = "results", model = "stories260K", data = "tinystories_val",
   calib_tokens = 16384, test_tokens = 50000, calib_window = 256, split_seed = 1,
   ctx = 0, max_tokens = 50000, seed = 42,
-  strategy = "magnitude", ratio = 0.5, bits = 3, by = { "layer", "type" },
+  strategy = "magnitude", ratio = 0.5, bits = 3, by = { "layer", "type" }, figure = true,
 }
 local m, calib, test = E.setup(o)
 local ctx = o.ctx > 0 and o.ctx or nil
@@ -78,4 +78,7 @@ for _, row in ipairs(rows) do
   local r = row[2]
   print(string.format("%-12s  %10.4f  %+10.4f  %9.6f", row[1], r.ppl, r.ppl - dense.ppl, r.kl))
 end
+-- The layer x ratio heatmap of every one-layer run recorded in this file (run the script at
+-- several ratio= values into one out= folder to fill the ratio axis).
+if o.figure then print("figure: " .. exp:figure("sensitivity_heatmap").png) end
 print("results: " .. exp:path())

@@ -40,8 +40,10 @@ for _, bits in ipairs(o.bits) do run{ strategy = o.quantizer, bits = bits } end
 print()
 exp:summary()
 if o.figure then
-  local f = exp:figure("ppl_vs_ratio")
   print()
-  print("figure: " .. f.png .. ", " .. f.pdf .. " (data " .. f.tsv .. ", script " .. f.gp .. ")")
+  for _, name in ipairs{ "ppl_vs_ratio", "kl_vs_ratio", "ppl_vs_bits" } do
+    local f = exp:figure(name)
+    print("figure: " .. f.png .. ", " .. f.pdf .. " (data " .. f.tsv .. ", script " .. f.gp .. ")")
+  end
 end
 print("results: " .. exp:path())

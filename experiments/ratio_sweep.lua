@@ -42,5 +42,9 @@ for _, bits in ipairs(o.gptq_bits) do run{ strategy = "gptq", bits = bits, group
 
 print()
 exp:summary()
-if o.figure then print("figure: " .. exp:figure("ppl_vs_ratio").png) end
+if o.figure then
+  for _, name in ipairs{ "ppl_vs_ratio", "kl_vs_ratio", "ppl_vs_bits", "layer_ratio" } do
+    print("figure: " .. exp:figure(name).png)
+  end
+end
 print("results: " .. exp:path())

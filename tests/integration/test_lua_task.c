@@ -144,8 +144,15 @@ static void test_task_method(void **state) {
         "local w = cce.bootstrap({10, 12, 9, 11}, {5, 6, 4, 6}, {counts = {5, 6, 4, 5},\n"
         "                        resamples = 300, seed = 7, level = 0.9})\n"
         "assert(math.abs(w.diff - (42 - 21) / 20) < 1e-12 and w.significant, 'counts')\n"
-        "assert(w.level == 0.9 and w.resamples == 300, 'options')\n",
-        zero, ties, ties, tiny, story, story);
+        "assert(w.level == 0.9 and w.resamples == 300, 'options')\n"
+        /* m:eval{tasks = ...} adds each task's metrics under its name. */
+        "local text = cce.dataset('%s'):tokens{model = z}\n"
+        "local e = z:eval{data = text, ctx = 32, tasks = {'%s', {task = '%s', items = 2,\n"
+        "                 name = 'two'}}}\n"
+        "assert(e.ties_acc == r.acc and e.ties_acc_norm == r.acc_norm, 'eval tasks')\n"
+        "assert(e.ties_items == 4 and e.ties_chance == r.chance, 'eval task fields')\n"
+        "assert(e.two_items == 2 and e.ppl > 1, 'named task')\n",
+        zero, ties, ties, tiny, story, story, story, ties, ties);
     expect_ok("m:task", s, msg);
 }
 
