@@ -241,6 +241,15 @@ const char *cce_lua_model_sha256(lua_State *L, cce_lua_model *mo);
  * on any error, at the script line of the call. Returns 1 (values pushed). */
 int cce_lua_compress(lua_State *L, int model_idx, int opts_idx);
 
+/* A strategy parameter from the Lua value at idx (number, integer, boolean or string) into *kv
+ * with the given key (kv->key and kv->text borrow from Lua: keep the values alive). Returns 0
+ * for another type (nothing raised). (lua_compress.c) */
+int cce_lua_to_param_kv(lua_State *L, int idx, const char *key, cce_param_kv *kv);
+
+/* Pushes one report row as a table with the cce_report_row fields (strategy, layer, tensor,
+ * params_before, ..., note): the rows of v:compression().layers. (lua_compress.c) */
+void cce_lua_push_report_row(lua_State *L, const cce_report_row *w);
+
 /* v:compression() (lua_compress.c): pushes the table describing how the variant at idx was made,
  * or nil for a model that is not one. Returns 1. */
 int cce_lua_push_compression(lua_State *L, int idx);

@@ -308,31 +308,36 @@ static void collect_params(lua_State *L, int tidx, int anchor, step_spec *spec) 
             continue;
         }
         cce_param_kv *kv = &spec->kv[spec->n_kv++];
-        memset(kv, 0, sizeof *kv);
-        kv->key = key;
-        switch (lua_type(L, -1)) {
-        case LUA_TNUMBER:
-            if (lua_isinteger(L, -1)) {
-                kv->kind = CCE_VALUE_INTEGER;
-                kv->integer = (int64_t)lua_tointeger(L, -1);
-            } else {
-                kv->kind = CCE_VALUE_NUMBER;
-                kv->number = (double)lua_tonumber(L, -1);
-            }
-            break;
-        case LUA_TBOOLEAN:
-            kv->kind = CCE_VALUE_BOOL;
-            kv->boolean = lua_toboolean(L, -1);
-            break;
-        case LUA_TSTRING:
-            kv->kind = CCE_VALUE_TEXT;
-            kv->text = lua_tostring(L, -1); /* the step table holds it */
-            break;
-        default:
+        if (!cce_lua_to_param_kv(L, -1, key, kv)) /* the step table holds the strings */
             cce_lua_raise(L, "%s: %s: parameter '%s' must be a number, boolean or string, got %s",
                           FN, sname, key, luaL_typename(L, -1));
-        }
         lua_pop(L, 1);
+    }
+}
+
+int cce_lua_to_param_kv(lua_State *L, int idx, const char *key, cce_param_kv *kv) {
+    memset(kv, 0, sizeof *kv);
+    kv->key = key;
+    switch (lua_type(L, idx)) {
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            kv->kind = CCE_VALUE_INTEGER;
+            kv->integer = (int64_t)lua_tointeger(L, idx);
+        } else {
+            kv->kind = CCE_VALUE_NUMBER;
+            kv->number = (double)lua_tonumber(L, idx);
+        }
+        return 1;
+    case LUA_TBOOLEAN:
+        kv->kind = CCE_VALUE_BOOL;
+        kv->boolean = lua_toboolean(L, idx);
+        return 1;
+    case LUA_TSTRING:
+        kv->kind = CCE_VALUE_TEXT;
+        kv->text = lua_tostring(L, idx);
+        return 1;
+    default:
+        return 0;
     }
 }
 
@@ -574,6 +579,24 @@ static void set_str(lua_State *L, const char *k, const char *v) {
     lua_setfield(L, -2, k);
 }
 
+void cce_lua_push_report_row(lua_State *L, const cce_report_row *w) {
+    lua_createtable(L, 0, 14);
+    set_str(L, "strategy", w->strategy);
+    set_int(L, "layer", w->layer);
+    set_str(L, "tensor", w->tensor);
+    set_int(L, "params_before", w->params_before);
+    set_int(L, "params_after", w->params_after);
+    set_int(L, "bytes_before", w->bytes_before);
+    set_int(L, "bytes_after", w->bytes_after);
+    set_num(L, "bits_per_weight", w->bits_per_weight);
+    set_num(L, "sparsity", w->sparsity);
+    set_int(L, "rank", w->rank);
+    set_num(L, "rel_fro_error", w->rel_fro_error);
+    set_num(L, "output_error", w->output_error);
+    set_num(L, "seconds", w->seconds);
+    set_str(L, "note", w->note);
+}
+
 static void push_totals(lua_State *L, const cce_compress_totals *t) {
     lua_createtable(L, 0, 7);
     set_int(L, "tensors", t->tensors);
@@ -649,22 +672,7 @@ int cce_lua_push_compression(lua_State *L, int idx) {
     lua_setfield(L, -2, "summary");
     lua_createtable(L, (int)r->report.n, 0);
     for (size_t i = 0; i < r->report.n; i++) {
-        const cce_report_row *w = &r->report.rows[i];
-        lua_createtable(L, 0, 14);
-        set_str(L, "strategy", w->strategy);
-        set_int(L, "layer", w->layer);
-        set_str(L, "tensor", w->tensor);
-        set_int(L, "params_before", w->params_before);
-        set_int(L, "params_after", w->params_after);
-        set_int(L, "bytes_before", w->bytes_before);
-        set_int(L, "bytes_after", w->bytes_after);
-        set_num(L, "bits_per_weight", w->bits_per_weight);
-        set_num(L, "sparsity", w->sparsity);
-        set_int(L, "rank", w->rank);
-        set_num(L, "rel_fro_error", w->rel_fro_error);
-        set_num(L, "output_error", w->output_error);
-        set_num(L, "seconds", w->seconds);
-        set_str(L, "note", w->note);
+        cce_lua_push_report_row(L, &r->report.rows[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "layers");

@@ -216,32 +216,11 @@ static int l_params(lua_State *L) {
             return cce_lua_raise(L, "exp:run: %s: a key of type %s (parameters are named fields)",
                                  s->name, luaL_typename(L, -2));
         cce_param_kv *p = &kv[k++];
-        memset(p, 0, sizeof *p);
-        p->key = lua_tostring(L, -2); /* t holds it */
-        switch (lua_type(L, -1)) {
-        case LUA_TNUMBER:
-            if (lua_isinteger(L, -1)) {
-                p->kind = CCE_VALUE_INTEGER;
-                p->integer = (int64_t)lua_tointeger(L, -1);
-            } else {
-                p->kind = CCE_VALUE_NUMBER;
-                p->number = (double)lua_tonumber(L, -1);
-            }
-            break;
-        case LUA_TBOOLEAN:
-            p->kind = CCE_VALUE_BOOL;
-            p->boolean = lua_toboolean(L, -1);
-            break;
-        case LUA_TSTRING:
-            p->kind = CCE_VALUE_TEXT;
-            p->text = lua_tostring(L, -1);
-            break;
-        default:
+        if (!cce_lua_to_param_kv(L, -1, lua_tostring(L, -2), p)) /* t holds the strings */
             return cce_lua_raise(L,
                                  "exp:run: %s: parameter '%s' must be a number, boolean or string, "
                                  "got %s",
                                  s->name, p->key, luaL_typename(L, -1));
-        }
         lua_pop(L, 1);
     }
     ptr_guard *g = push_ptr_guard(L, free_params);

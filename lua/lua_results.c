@@ -76,25 +76,6 @@ static void set_num(lua_State *L, const char *k, double v) {
     lua_setfield(L, -2, k);
 }
 
-/* Pushes one report row as a table (the fields of v:compression().layers). */
-static void push_row(lua_State *L, const cce_report_row *w) {
-    lua_createtable(L, 0, 14);
-    set_str(L, "strategy", w->strategy);
-    set_int(L, "layer", w->layer);
-    set_str(L, "tensor", w->tensor);
-    set_int(L, "params_before", w->params_before);
-    set_int(L, "params_after", w->params_after);
-    set_int(L, "bytes_before", w->bytes_before);
-    set_int(L, "bytes_after", w->bytes_after);
-    set_num(L, "bits_per_weight", w->bits_per_weight);
-    set_num(L, "sparsity", w->sparsity);
-    set_int(L, "rank", w->rank);
-    set_num(L, "rel_fro_error", w->rel_fro_error);
-    set_num(L, "output_error", w->output_error);
-    set_num(L, "seconds", w->seconds);
-    set_str(L, "note", w->note);
-}
-
 /* Pushes a run as {id=, <attributes>, metrics={...}, n_layer_rows=, tables={name=rows}}: seed as
  * an integer, seconds as a number, the other attributes as strings. */
 static void push_run(lua_State *L, const cce_run_info *run) {
@@ -135,7 +116,7 @@ static void push_layers(lua_State *L, const char *path, const char *id, const ch
     if (s) cce_lua_error(L, s, "%s", fn);
     lua_createtable(L, (int)g->report.n, 0);
     for (size_t i = 0; i < g->report.n; i++) {
-        push_row(L, &g->report.rows[i]);
+        cce_lua_push_report_row(L, &g->report.rows[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     cce_report_clear(&g->report);
