@@ -250,6 +250,33 @@ int cce_lua_to_param_kv(lua_State *L, int idx, const char *key, cce_param_kv *kv
  * params_before, ..., note): the rows of v:compression().layers. (lua_compress.c) */
 void cce_lua_push_report_row(lua_State *L, const cce_report_row *w);
 
+/* The block matrices of m (2-D tensors of layers.*) whose names match a layer key (key_text
+ * NULL) or a name/pattern key, by the plan's own matching (cce_plan_resolve without skip rules),
+ * as indices into the model's tensor list written into idx [cce_model_tensor_count]; returns how
+ * many. Raises naming fn on an error. (lua_compress.c) */
+size_t cce_lua_matching_tensors(lua_State *L, cce_model *m, int layer, const char *key_text,
+                                size_t *idx, const char *fn);
+
+/* A key of a `layers` table: a layer index (kind 0), an exact tensor name (1) or a pattern (2). */
+typedef struct cce_lua_layer_key {
+    int kind;
+    lua_Integer layer; /* kind 0 */
+    const char *text;  /* kinds 1, 2 (held by the keys userdata) */
+    size_t literal;    /* characters of text that are not wildcards */
+    int slot;          /* where cce_lua_push_layer_key finds the key */
+} cce_lua_layer_key;
+
+/* The keys of the `layers` table at tidx in the order m:compress applies them (layer indices,
+ * exact names, then patterns with the fewest literal characters first, so a more specific one is
+ * added later and wins). Pushes a userdata holding them and their strings, and returns its
+ * memory with *n keys. Raises naming fn for a key that is neither an integer nor a string, or a
+ * layer index outside the model of mo. (lua_compress.c) */
+cce_lua_layer_key *cce_lua_layer_keys(lua_State *L, int tidx, cce_lua_model *mo, const char *fn,
+                                      size_t *n);
+
+/* Pushes the Lua value of key k of the userdata at order_idx (from cce_lua_layer_keys). */
+void cce_lua_push_layer_key(lua_State *L, int order_idx, const cce_lua_layer_key *k);
+
 /* v:compression() (lua_compress.c): pushes the table describing how the variant at idx was made,
  * or nil for a model that is not one. Returns 1. */
 int cce_lua_push_compression(lua_State *L, int idx);

@@ -85,12 +85,8 @@ static void call_layer_function(lua_State *L, int fidx, int rules, const char *p
     lua_pop(L, 1);
 }
 
-/* The block matrices of the model (2-D tensors of layers.*) whose names match a layer key
- * (key_text NULL) or a name/pattern key, as indices into the model's tensor list, written into
- * idx [cce_model_tensor_count] (Lua-owned memory); returns how many. Matching uses the plan's own
- * rules (cce_plan_resolve without skip rules). */
-static size_t matching_tensors(lua_State *L, cce_model *m, int layer, const char *key_text,
-                               size_t *idx) {
+size_t cce_lua_matching_tensors(lua_State *L, cce_model *m, int layer, const char *key_text,
+                                size_t *idx, const char *fn) {
     size_t n = cce_model_tensor_count(m), count = 0;
     cce_plan *plan = NULL;
     cce_status s = cce_plan_new(CCE_PLAN_RATIO, 0.0, &plan);
@@ -111,38 +107,77 @@ static size_t matching_tensors(lua_State *L, cce_model *m, int layer, const char
         if (row.source != CCE_PLAN_UNIFORM) idx[count++] = i;
     }
     cce_plan_free(plan);
-    if (s) cce_lua_error(L, s, "%s: layers", FN);
+    if (s) cce_lua_error(L, s, "%s: layers", fn);
     return count;
 }
 
-/* A key of a layers table, for sorting: layer indices, then exact names, then patterns with the
- * fewest literal characters first (a more specific pattern is added later and wins). */
-typedef struct layer_key {
-    int kind; /* 0 layer, 1 exact name, 2 pattern */
-    lua_Integer layer;
-    const char *text; /* valid while sorting only */
-    size_t literal;
-    int slot; /* index in the keys table */
-} layer_key;
-
 static int cmp_layer_key(const void *pa, const void *pb) {
-    const layer_key *a = pa, *b = pb;
+    const cce_lua_layer_key *a = pa, *b = pb;
     if (a->kind != b->kind) return a->kind - b->kind;
     if (a->kind == 0) return a->layer < b->layer ? -1 : a->layer > b->layer;
     if (a->literal != b->literal) return a->literal < b->literal ? -1 : 1;
     return strcmp(a->text, b->text);
 }
 
+cce_lua_layer_key *cce_lua_layer_keys(lua_State *L, int tidx, cce_lua_model *mo, const char *fn,
+                                      size_t *n_out) {
+    int n_layers = cce_model_config(mo->model)->n_layers;
+    /* The keys, kept in a table so their strings stay alive while the script's functions run. */
+    lua_newtable(L);
+    int keys = lua_gettop(L);
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, tidx)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+            cce_lua_raise(L,
+                          "%s: layers: a key of type %s (layer indices or tensor name "
+                          "patterns expected)",
+                          fn, luaL_typename(L, -1));
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, keys, (lua_Integer)++n);
+    }
+    cce_lua_layer_key *order = lua_newuserdatauv(L, (n ? n : 1) * sizeof *order, 1);
+    lua_pushvalue(L, keys);
+    lua_setiuservalue(L, -2, 1);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, keys, (lua_Integer)i + 1);
+        cce_lua_layer_key *k = &order[i];
+        memset(k, 0, sizeof *k);
+        k->slot = (int)i + 1;
+        if (lua_isinteger(L, -1)) {
+            k->layer = lua_tointeger(L, -1);
+            if (k->layer < 0 || k->layer >= n_layers)
+                cce_lua_raise(L, "%s: layers[%lld]: %s has layers 0..%d", fn, (long long)k->layer,
+                              mo->obj.label, n_layers - 1);
+        } else {
+            k->text = lua_tostring(L, -1); /* the keys table holds it */
+            k->kind = strpbrk(k->text, "*?[") ? 2 : 1;
+            for (const char *c = k->text; *c; c++) k->literal += !strchr("*?[]", *c);
+        }
+        lua_pop(L, 1);
+    }
+    lua_remove(L, keys);
+    qsort(order, n, sizeof *order, cmp_layer_key);
+    *n_out = n;
+    return order;
+}
+
+void cce_lua_push_layer_key(lua_State *L, int order_idx, const cce_lua_layer_key *k) {
+    lua_getiuservalue(L, order_idx, 1);
+    lua_rawgeti(L, -1, k->slot);
+    lua_remove(L, -2);
+}
+
 /* The `layers` value at vidx (a table or a function) as rules with prefix. */
 static void collect_layers(lua_State *L, int vidx, int rules, const char *prefix,
                            cce_lua_model *mo) {
     cce_model *m = mo->model;
-    int n_layers = cce_model_config(m)->n_layers;
     size_t n_tensors = cce_model_tensor_count(m);
     size_t *idx = lua_newuserdatauv(L, (n_tensors ? n_tensors : 1) * sizeof *idx, 0);
     int idx_slot = lua_gettop(L);
     if (lua_isfunction(L, vidx)) {
-        size_t k = matching_tensors(L, m, -1, "layers.*", idx);
+        size_t k = cce_lua_matching_tensors(L, m, -1, "layers.*", idx, FN);
         for (size_t i = 0; i < k; i++) {
             const char *name = cce_model_tensor_name_at(m, idx[i]);
             call_layer_function(L, vidx, rules, prefix, cce_plan_layer_of(name), name,
@@ -156,42 +191,11 @@ static void collect_layers(lua_State *L, int vidx, int rules, const char *prefix
                       "bad argument #1 to '%s' (field 'layers': table or function expected, "
                       "got %s)",
                       FN, luaL_typename(L, vidx));
-    /* The keys, kept in a table so their strings stay alive while the script's functions run. */
-    lua_newtable(L);
-    int keys = lua_gettop(L);
     size_t n = 0;
-    lua_pushnil(L);
-    while (lua_next(L, vidx)) {
-        lua_pop(L, 1);
-        if (!lua_isinteger(L, -1) && lua_type(L, -1) != LUA_TSTRING)
-            cce_lua_raise(L,
-                          "%s: layers: a key of type %s (layer indices or tensor name "
-                          "patterns expected)",
-                          FN, luaL_typename(L, -1));
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, keys, (lua_Integer)++n);
-    }
-    layer_key *order = lua_newuserdatauv(L, (n ? n : 1) * sizeof *order, 0);
+    cce_lua_layer_key *order = cce_lua_layer_keys(L, vidx, mo, FN, &n);
+    int order_idx = lua_gettop(L);
     for (size_t i = 0; i < n; i++) {
-        lua_rawgeti(L, keys, (lua_Integer)i + 1);
-        layer_key *k = &order[i];
-        memset(k, 0, sizeof *k);
-        k->slot = (int)i + 1;
-        if (lua_isinteger(L, -1)) {
-            k->layer = lua_tointeger(L, -1);
-            if (k->layer < 0 || k->layer >= n_layers)
-                cce_lua_raise(L, "%s: layers[%lld]: %s has layers 0..%d", FN, (long long)k->layer,
-                              mo->obj.label, n_layers - 1);
-        } else {
-            k->text = lua_tostring(L, -1);
-            k->kind = strpbrk(k->text, "*?[") ? 2 : 1;
-            for (const char *c = k->text; *c; c++) k->literal += !strchr("*?[]", *c);
-        }
-        lua_pop(L, 1);
-    }
-    qsort(order, n, sizeof *order, cmp_layer_key);
-    for (size_t i = 0; i < n; i++) {
-        lua_rawgeti(L, keys, order[i].slot);
+        cce_lua_push_layer_key(L, order_idx, &order[i]);
         int key = lua_gettop(L);
         char what[CCE_PLAN_NAME_MAX + 32];
         if (order[i].kind == 0)
@@ -206,8 +210,9 @@ static void collect_layers(lua_State *L, int vidx, int rules, const char *prefix
             if (order[i].kind == 0) snprintf(text, sizeof text, "%lld", (long long)order[i].layer);
             add_value_rule(L, rules, prefix, order[i].kind == 0 ? text : lua_tostring(L, key));
         } else if (lua_isfunction(L, value)) {
-            size_t k = order[i].kind == 0 ? matching_tensors(L, m, (int)order[i].layer, NULL, idx)
-                                          : matching_tensors(L, m, 0, lua_tostring(L, key), idx);
+            size_t k = order[i].kind == 0
+                           ? cce_lua_matching_tensors(L, m, (int)order[i].layer, NULL, idx, FN)
+                           : cce_lua_matching_tensors(L, m, 0, lua_tostring(L, key), idx, FN);
             for (size_t j = 0; j < k; j++) {
                 const char *name = cce_model_tensor_name_at(m, idx[j]);
                 call_layer_function(L, value, rules, prefix, cce_plan_layer_of(name), name, what);

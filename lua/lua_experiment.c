@@ -301,33 +301,6 @@ static int l_strategy_seed(lua_State *L) {
 /* ---- Layer rules ------------------------------------------------------------------------------
  */
 
-/* The 2-D block tensors a layer key (text NULL) or a name/pattern key selects, by the plan's own
- * matching (as m:compress expands a function), into idx; returns how many. */
-static size_t matching_tensors(lua_State *L, cce_model *m, int layer, const char *text,
-                               size_t *idx) {
-    size_t n = cce_model_tensor_count(m), count = 0;
-    cce_plan *plan = NULL;
-    cce_status s = cce_plan_new(CCE_PLAN_RATIO, 0.0, &plan);
-    if (!s) {
-        cce_plan_clear_skips(plan);
-        s = text ? cce_plan_override(plan, text, 0.0) : cce_plan_override_layer(plan, layer, 0.0);
-    }
-    for (size_t i = 0; !s && i < n; i++) {
-        int ndim;
-        int64_t shape[4];
-        const char *name = cce_model_tensor_name_at(m, i);
-        cce_model_tensor_shape_at(m, i, &ndim, shape);
-        int l = cce_plan_layer_of(name);
-        if (ndim != 2 || l < 0) continue;
-        cce_plan_row row;
-        if ((s = cce_plan_resolve(plan, l, name, &row))) break;
-        if (row.source != CCE_PLAN_UNIFORM) idx[count++] = i;
-    }
-    cce_plan_free(plan);
-    if (s) cce_lua_error(L, s, "exp:run: layers");
-    return count;
-}
-
 /* Calls the function at f for each selected tensor and sets out[name] = its number. */
 static void expand_function(lua_State *L, int f, int out, cce_model *m, const size_t *idx, size_t k,
                             const char *what) {
@@ -348,24 +321,6 @@ static void expand_function(lua_State *L, int f, int out, cce_model *m, const si
     }
 }
 
-/* A key of a layers table in m:compress's order: layer indices, exact names, then patterns with
- * the fewest literal characters first. */
-typedef struct layer_key {
-    int kind; /* 0 layer, 1 exact name, 2 pattern */
-    lua_Integer layer;
-    const char *text;
-    size_t literal;
-    int slot;
-} layer_key;
-
-static int cmp_layer_key(const void *pa, const void *pb) {
-    const layer_key *a = pa, *b = pb;
-    if (a->kind != b->kind) return a->kind - b->kind;
-    if (a->kind == 0) return a->layer < b->layer ? -1 : a->layer > b->layer;
-    if (a->literal != b->literal) return a->literal < b->literal ? -1 : 1;
-    return strcmp(a->text, b->text);
-}
-
 /* cce._expand_layers(m, v) -> table of numbers. */
 static int l_expand_layers(lua_State *L) {
     cce_lua_model *mo = cce_lua_check_model(L, 1);
@@ -376,7 +331,7 @@ static int l_expand_layers(lua_State *L) {
     lua_newtable(L);
     int out = lua_gettop(L);
     if (lua_isfunction(L, 2)) {
-        size_t k = matching_tensors(L, m, -1, "layers.*", idx);
+        size_t k = cce_lua_matching_tensors(L, m, -1, "layers.*", idx, "exp:run");
         expand_function(L, 2, out, m, idx, k, "the layers function");
         return 1;
     }
@@ -385,39 +340,11 @@ static int l_expand_layers(lua_State *L) {
                              "exp:run: layers: a table or function(layer, tensor) expected, got "
                              "%s",
                              luaL_typename(L, 2));
-    lua_newtable(L);
-    int keys = lua_gettop(L);
     size_t n = 0;
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-        lua_pop(L, 1);
-        if (!lua_isinteger(L, -1) && lua_type(L, -1) != LUA_TSTRING)
-            return cce_lua_raise(L,
-                                 "exp:run: layers: a key of type %s (layer indices or tensor "
-                                 "name patterns expected)",
-                                 luaL_typename(L, -1));
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, keys, (lua_Integer)++n);
-    }
-    layer_key *order = lua_newuserdatauv(L, (n ? n : 1) * sizeof *order, 0);
-    int n_layers = cce_model_config(m)->n_layers;
+    cce_lua_layer_key *order = cce_lua_layer_keys(L, 2, mo, "exp:run", &n);
+    int order_idx = lua_gettop(L);
     for (size_t i = 0; i < n; i++) {
-        lua_rawgeti(L, keys, (lua_Integer)i + 1);
-        layer_key *k = &order[i];
-        memset(k, 0, sizeof *k);
-        k->slot = (int)i + 1;
-        if (lua_isinteger(L, -1)) {
-            k->layer = lua_tointeger(L, -1);
-        } else {
-            k->text = lua_tostring(L, -1); /* keys holds it */
-            k->kind = strpbrk(k->text, "*?[") ? 2 : 1;
-            for (const char *c = k->text; *c; c++) k->literal += !strchr("*?[]", *c);
-        }
-        lua_pop(L, 1);
-    }
-    qsort(order, n, sizeof *order, cmp_layer_key);
-    for (size_t i = 0; i < n; i++) {
-        lua_rawgeti(L, keys, order[i].slot);
+        cce_lua_push_layer_key(L, order_idx, &order[i]);
         int key = lua_gettop(L);
         lua_pushvalue(L, key);
         lua_rawget(L, 2);
@@ -430,14 +357,11 @@ static int l_expand_layers(lua_State *L) {
             char what[CCE_PLAN_NAME_MAX + 32];
             size_t k;
             if (order[i].kind == 0) {
-                if (order[i].layer < 0 || order[i].layer >= n_layers)
-                    return cce_lua_raise(L, "exp:run: layers[%lld]: %s has layers 0..%d",
-                                         (long long)order[i].layer, mo->obj.label, n_layers - 1);
                 snprintf(what, sizeof what, "layers[%lld]", (long long)order[i].layer);
-                k = matching_tensors(L, m, (int)order[i].layer, NULL, idx);
+                k = cce_lua_matching_tensors(L, m, (int)order[i].layer, NULL, idx, "exp:run");
             } else {
                 snprintf(what, sizeof what, "layers[\"%s\"]", lua_tostring(L, key));
-                k = matching_tensors(L, m, 0, lua_tostring(L, key), idx);
+                k = cce_lua_matching_tensors(L, m, 0, lua_tostring(L, key), idx, "exp:run");
             }
             expand_function(L, value, out, m, idx, k, what);
         } else {
