@@ -43,4 +43,15 @@ cce_status results_read_table_file(hid_t f, const char *path, const char *id, co
 /* 1 if id is a run id ("r" and 1 to 9 digits), else 0. */
 int results_is_run_id(const char *id);
 
+/* Names of HDF5 links, collected by H5Literate with results_collect_name as the callback (set
+ * failed on out of memory); free the names with results_name_list_free. (results_read.c) */
+typedef struct results_name_list {
+    size_t n, cap;
+    char **names; /* [n], owned */
+    int failed;   /* out of memory */
+} results_name_list;
+
+herr_t results_collect_name(hid_t g, const char *name, const H5L_info_t *info, void *data);
+void results_name_list_free(results_name_list *l);
+
 #endif

@@ -313,16 +313,10 @@ done:
     return s;
 }
 
-typedef struct name_list {
-    size_t n, cap;
-    char **names; /* [n] */
-    int failed;   /* out of memory */
-} name_list;
-
-static herr_t link_cb(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+herr_t results_collect_name(hid_t g, const char *name, const H5L_info_t *info, void *data) {
     (void)g;
     (void)info;
-    name_list *l = data;
+    results_name_list *l = data;
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 64;
         char **names = realloc(l->names, cap * sizeof *names);
@@ -341,12 +335,18 @@ static herr_t link_cb(hid_t g, const char *name, const H5L_info_t *info, void *d
     return 0;
 }
 
+void results_name_list_free(results_name_list *l) {
+    for (size_t i = 0; i < l->n; i++) free(l->names[i]);
+    free(l->names);
+    memset(l, 0, sizeof *l);
+}
+
 /* The extra tables of the run group `run` (children marked as tables), in name order, into r. */
 static cce_status list_tables(hid_t run, const char *file, const char *objpath, cce_run_info *r) {
-    name_list names = {0};
+    results_name_list names = {0};
     hsize_t pos = 0;
     cce_status s = CCE_OK;
-    if (H5Literate(run, H5_INDEX_NAME, H5_ITER_INC, &pos, link_cb, &names) < 0) {
+    if (H5Literate(run, H5_INDEX_NAME, H5_ITER_INC, &pos, results_collect_name, &names) < 0) {
         s = names.failed ? cce_fail(CCE_ERR_NOMEM, "%s: %s: table names", file, objpath)
                          : store_hdf5_fail(CCE_ERR_FORMAT, file, objpath, "cannot list the run");
         goto done;
@@ -392,11 +392,11 @@ static int compare_ids(const void *a, const void *b) {
 cce_status results_read_file(hid_t f, const char *path, cce_results_runs *out) {
     memset(out, 0, sizeof *out);
     hid_t runs = H5I_INVALID_HID;
-    name_list names = {0};
+    results_name_list names = {0};
     cce_status s = open_group(f, "runs", path, "/runs", &runs);
     if (s) return s;
     hsize_t pos = 0;
-    if (H5Literate(runs, H5_INDEX_NAME, H5_ITER_INC, &pos, link_cb, &names) < 0) {
+    if (H5Literate(runs, H5_INDEX_NAME, H5_ITER_INC, &pos, results_collect_name, &names) < 0) {
         s = names.failed ? cce_fail(CCE_ERR_NOMEM, "%s: /runs: run names", path)
                          : store_hdf5_fail(CCE_ERR_FORMAT, path, "/runs", "cannot list the runs");
         goto done;

@@ -132,41 +132,9 @@ int results_table_probe(hid_t run, const char *name, int64_t *rows) {
     return is;
 }
 
-typedef struct name_list {
-    size_t n, cap;
-    char **names; /* [n] */
-    int failed;
-} name_list;
-
-static herr_t name_cb(hid_t g, const char *name, const H5L_info_t *info, void *data) {
-    (void)g;
-    (void)info;
-    name_list *l = data;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 32;
-        char **p = realloc(l->names, cap * sizeof *p);
-        if (!p) {
-            l->failed = 1;
-            return -1;
-        }
-        l->names = p;
-        l->cap = cap;
-    }
-    if (!(l->names[l->n] = strdup(name))) {
-        l->failed = 1;
-        return -1;
-    }
-    l->n++;
-    return 0;
-}
-
-static void names_free(name_list *l) {
-    for (size_t i = 0; i < l->n; i++) free(l->names[i]);
-    free(l->names);
-}
-
 /* The children of g in creation order (by name when the group does not track the order). */
-static cce_status list_children(hid_t g, const char *file, const char *gpath, name_list *out) {
+static cce_status list_children(hid_t g, const char *file, const char *gpath,
+                                results_name_list *out) {
     memset(out, 0, sizeof *out);
     H5_index_t index = H5_INDEX_NAME;
     hid_t cpl = H5Gget_create_plist(g);
@@ -176,9 +144,9 @@ static cce_status list_children(hid_t g, const char *file, const char *gpath, na
     if (cpl >= 0) H5Pclose(cpl);
     H5Eclear2(H5E_DEFAULT);
     hsize_t pos = 0;
-    if (H5Literate(g, index, H5_ITER_INC, &pos, name_cb, out) < 0) {
+    if (H5Literate(g, index, H5_ITER_INC, &pos, results_collect_name, out) < 0) {
         int failed = out->failed;
-        names_free(out);
+        results_name_list_free(out);
         memset(out, 0, sizeof *out);
         return failed ? cce_fail(CCE_ERR_NOMEM, "%s: %s: column names", file, gpath)
                       : store_hdf5_fail(CCE_ERR_FORMAT, file, gpath, "cannot list the columns");
@@ -319,7 +287,7 @@ static cce_status read_table_group(hid_t g, const char *file, const char *gpath,
     if (rows < 0 || rows > MAX_ROWS)
         return cce_fail(CCE_ERR_FORMAT, "%s: %s: implausible row count %lld", file, gpath,
                         (long long)rows);
-    name_list names;
+    results_name_list names;
     if ((s = list_children(g, file, gpath, &names))) return s;
     cce_table *t = NULL;
     column *cols = calloc(names.n ? names.n : 1, sizeof *cols); /* [names.n] */
@@ -340,7 +308,7 @@ static cce_status read_table_group(hid_t g, const char *file, const char *gpath,
     for (size_t k = 0; !s && k < names.n; k++) s = column_read(&cols[k], file, t, k);
     for (size_t k = 0; k < opened; k++) column_close(&cols[k]);
     free(cols);
-    names_free(&names);
+    results_name_list_free(&names);
     H5Eclear2(H5E_DEFAULT);
     if (s) {
         cce_table_free(t);
