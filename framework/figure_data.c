@@ -217,7 +217,10 @@ cce_status fig_data_metric(const char *path, const cce_figure_runs *r, const cha
         return cce_fail(CCE_ERR_NOMEM, "figure rows");
     }
     double ymin = INFINITY, ymax = -INFINITY;
-    size_t used = 0, nblocks = 0;
+    size_t used = 0, nblocks = 0, n_same = 0;
+    char *rings = NULL; /* the block of not-significant runs (rows: x, ppl, kl) */
+    size_t rlen = 0;
+    FILE *rf = open_memstream(&rings, &rlen);
     fprintf(data, "# figure %s from %s\n", name, path);
     fprintf(data, "# %s\n",
             kl ? "KL(dense || variant) per token (nats) against byte_ratio, one block per strategy"
@@ -227,7 +230,11 @@ cce_status fig_data_metric(const char *path, const cce_figure_runs *r, const cha
     fprintf(data, "# byte_ratio = 1 - encoded bytes / float32 bytes of the block weights; "
                   "bits_per_weight = 8 * encoded bytes / weights\n");
     fprintf(data, "# columns: strategy byte_ratio ppl ppl_stderr kl kl_stderr bits_per_weight "
-                  "top1 run label; each block starts with a row of column names\n");
+                  "top1 run label dnll_vs_dense_sig; each block starts with a row of column "
+                  "names\n");
+    fprintf(data, "# dnll_vs_dense_sig: 1 when the paired bootstrap of the per-window NLL "
+                  "against the experiment's dense run excludes 0 (95%%), 0 when it does not, NaN "
+                  "when not recorded\n");
     char *blocks = NULL;
     size_t blen = 0;
     FILE *bf = open_memstream(&blocks, &blen);
@@ -247,7 +254,8 @@ cce_status fig_data_metric(const char *path, const cce_figure_runs *r, const cha
         qsort(rows, m, sizeof *rows, sorted_cmp);
         if (nblocks++) fputs("\n\n", data);
         fig_put_cell(data, strat[k], 0);
-        fputs("\tbyte_ratio\tppl\tppl_stderr\tkl\tkl_stderr\tbits_per_weight\ttop1\trun\tlabel\n",
+        fputs("\tbyte_ratio\tppl\tppl_stderr\tkl\tkl_stderr\tbits_per_weight\ttop1\trun\tlabel\t"
+              "dnll_vs_dense_sig\n",
               data);
         fprintf(bf, "%s", nblocks > 1 ? " " : "");
         fig_put_cell(bf, strat[k], 1);
@@ -264,7 +272,21 @@ cce_status fig_data_metric(const char *path, const cce_figure_runs *r, const cha
             fig_run_label(run, 1, label, sizeof label);
             fprintf(data, "\t%s\t", run->id);
             fig_put_cell(data, label, 0);
+            fputc('\t', data);
+            double sig = fig_metric(run, "dnll_vs_dense_sig");
+            fig_put_num(data, sig);
             fputc('\n', data);
+            /* compressed runs whose ΔNLL to dense is not significant get a ring in the figure */
+            if (sig == 0 && strcmp(strat[k], "dense") != 0 && rf) {
+                n_same++;
+                fprintf(rf, "not_significant\t");
+                fig_put_num(rf, rows[i].x);
+                fputc('\t', rf);
+                fig_put_num(rf, fig_metric(run, "ppl"));
+                fputc('\t', rf);
+                fig_put_num(rf, fig_metric(run, "kl"));
+                fprintf(rf, "\t%s\n", run->id);
+            }
             double y = fig_metric(run, ymetric);
             if (y > 0 && y < ymin) ymin = y;
             if (y > ymax) ymax = y;
@@ -272,11 +294,13 @@ cce_status fig_data_metric(const char *path, const cce_figure_runs *r, const cha
         }
     }
     if (bf) fclose(bf);
-    if (!bf || !used) {
+    if (rf) fclose(rf);
+    if (!bf || !rf || !used) {
+        free(rings);
         free(blocks);
         free(rows);
         free(strat);
-        if (!bf) return cce_fail(CCE_ERR_NOMEM, "figure data");
+        if (!bf || !rf) return cce_fail(CCE_ERR_NOMEM, "figure data");
         return cce_fail(CCE_ERR_NOT_FOUND,
                         "%s: no selected run has the metrics %s and %s that figure %s needs%s",
                         path, xmetric, ymetric, name, kl ? " (dense runs are left out)" : "");
@@ -305,8 +329,14 @@ cce_status fig_data_metric(const char *path, const cce_figure_runs *r, const cha
             fprintf(data, "\t%s\n", rows[i].run->id);
         }
     }
-    fprintf(vars, "nblocks = %zu\nblocks = \"%s\"\nlogy = %d\n", nblocks, blocks ? blocks : "",
-            ymax > 0 && ymin < INFINITY && ymax / ymin > 10 ? 1 : 0);
+    if (!bits && n_same) {
+        /* after the strategies' blocks (ppl_vs_bits has its Pareto front there and no rings) */
+        fprintf(data, "\n\nnot_significant\t%s\tppl\tkl\trun\n%s", xmetric, rings);
+    }
+    free(rings);
+    if (bits) n_same = 0;
+    fprintf(vars, "nblocks = %zu\nblocks = \"%s\"\nlogy = %d\nnsame = %zu\n", nblocks,
+            blocks ? blocks : "", ymax > 0 && ymin < INFINITY && ymax / ymin > 10 ? 1 : 0, n_same);
     free(blocks);
     free(rows);
     free(strat);

@@ -143,10 +143,12 @@ static const char *make_results(const char *dir) {
     assert_cce_ok(cce_results_open(path, &r));
     for (size_t i = 0; i < NRUNS; i++) {
         const fixture_run *f = &RUNS[i];
-        const char *names[] = {"ppl",        "ppl_stderr",      "kl",  "kl_stderr",
-                               "byte_ratio", "bits_per_weight", "top1"};
-        double values[] = {f->ppl,        f->ppl_stderr, f->kl,           f->kl / 10,
-                           f->byte_ratio, f->bits,       0.6 - f->kl / 10};
+        const char *names[] = {"ppl",        "ppl_stderr",      "kl",   "kl_stderr",
+                               "byte_ratio", "bits_per_weight", "top1", "dnll_vs_dense_sig"};
+        /* rtn 4-bit is the one run whose ΔNLL to dense is not significant (and dense itself) */
+        double sig = !strcmp(f->strategy, "dense") || !strcmp(f->key, "rtn4") ? 0 : 1;
+        double values[] = {f->ppl,  f->ppl_stderr,    f->kl, f->kl / 10, f->byte_ratio,
+                           f->bits, 0.6 - f->kl / 10, sig};
         cce_report rep;
         cce_report_init(&rep);
         for (int l = 0; l < NLAYERS && f->only_layer >= -1; l++) {
@@ -173,7 +175,7 @@ static const char *make_results(const char *dir) {
             .model_sha256 = "0",
             .dataset = "toydata",
             .dataset_sha256 = "0",
-            .n_metrics = 7,
+            .n_metrics = 8,
             .metric_names = names,
             .metric_values = values,
             .layers = rep.n ? &rep : NULL,
@@ -288,6 +290,11 @@ static void test_tsv_holds_the_numbers(void **state) {
     assert_non_null(strstr(tsv, "# caption: toymodel on toydata"));
     assert_non_null(strstr(vars, "blocks = \"dense magnitude rtn\""));
     assert_non_null(strstr(vars, "logy = 0"));
+    /* the run whose ΔNLL to dense is not significant is listed again for its ring */
+    assert_non_null(strstr(vars, "nsame = 1"));
+    const char *ring = strstr(tsv, "not_significant\tbyte_ratio\tppl\tkl\trun\n");
+    assert_non_null(ring);
+    assert_double_equal(tsv_value(ring + 1, "not_significant\t0.864", 2), 4.5, 0);
     free(tsv), free(vars), free(cap);
 
     /* Pareto front: dense (32 bits, 4.0) is beaten on bits by rtn (4.34, 4.5) and nothing has
