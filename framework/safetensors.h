@@ -43,11 +43,11 @@ cce_status cce_st_dtype_parse(const char *name, cce_st_dtype *out);
 typedef struct cce_st_tensor {
     const char *name; /* borrowed from the file object */
     cce_st_dtype dtype;
-    int ndim;                        /* 0..CCE_ST_MAX_DIMS */
-    int64_t shape[CCE_ST_MAX_DIMS];  /* [ndim] */
-    int64_t numel;                   /* product of shape (1 for a scalar) */
-    uint64_t begin, end;             /* byte range in the data area */
-    const unsigned char *data;       /* [end - begin] bytes, borrowed (mapped) */
+    int ndim;                       /* 0..CCE_ST_MAX_DIMS */
+    int64_t shape[CCE_ST_MAX_DIMS]; /* [ndim] */
+    int64_t numel;                  /* product of shape (1 for a scalar) */
+    uint64_t begin, end;            /* byte range in the data area */
+    const unsigned char *data;      /* [end - begin] bytes, borrowed (mapped) */
 } cce_st_tensor;
 
 typedef struct cce_safetensors cce_safetensors;
@@ -65,7 +65,7 @@ void cce_safetensors_close(cce_safetensors *st);
 
 const char *cce_safetensors_path(const cce_safetensors *st); /* borrowed */
 size_t cce_safetensors_count(const cce_safetensors *st);
-/* Tensor i in header order (borrowed, valid while st is open). */
+/* Tensor i in data order (by offset). Borrowed, valid while st is open. */
 const cce_st_tensor *cce_safetensors_at(const cce_safetensors *st, size_t i);
 /* The tensor of that name, or NULL. Borrowed. */
 const cce_st_tensor *cce_safetensors_find(const cce_safetensors *st, const char *name);

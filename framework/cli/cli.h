@@ -9,6 +9,7 @@
 #include "status.h"
 
 int cmd_import(int argc, char **argv);   /* cli/cmd_import.c */
+int cmd_export(int argc, char **argv);   /* cli/cmd_export.c */
 int cmd_synth(int argc, char **argv);    /* cli/cmd_synth.c */
 int cmd_info(int argc, char **argv);     /* cli/cmd_info.c */
 int cmd_generate(int argc, char **argv); /* cli/cmd_generate.c */

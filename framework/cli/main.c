@@ -14,7 +14,8 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"import", cmd_import, "import a checkpoint (llama2c) into a cce-model HDF5 file"},
+    {"import", cmd_import, "import a checkpoint (llama2c, hf) into a cce-model HDF5 file"},
+    {"export", cmd_export, "export a model as a Hugging Face folder or a llama2.c checkpoint"},
     {"synth", cmd_synth, "write a deterministic random Llama model of any shape"},
     {"info", cmd_info, "print a model's config, tensors and parameters per layer"},
     {"generate", cmd_generate, "generate text from a prompt"},
