@@ -1,0 +1,114 @@
+/* Contextual Compression Encoding (docs/CCE.md): the pieces of the `cce` strategy, one stage per
+ * file, exposed for the strategy (cce.c) and its unit tests.
+ *
+ *   cce_redundancy.c  stage 1: regularised inverses, leave-one-out R^2, the greedy removal order
+ *                     with Schur-complement downdates, eigen-redundancy of a covariance
+ *   cce_budget.c      stage 2: the per-layer budget (z-scored mix of redundancy and block
+ *                     influence, clipped, shifted by bisection to meet the global target)
+ *   cce_fold.c        stage 3: least-squares folding of dropped FFN neurons into down_proj
+ *
+ * Matrices are row-major doubles unless a comment says float. Every function returns CCE_OK or
+ * a failure status after cce_fail() with a detail naming `what` (a layer or tensor). */
+#ifndef CCE_INTERNAL_H
+#define CCE_INTERNAL_H
+
+#include <stdint.h>
+
+#include "status.h"
+
+#define CCE_NAME "cce"
+
+/* ---- Stage 1: redundancy --------------------------------------------------------------------- */
+
+/* delta = delta_scale * mean(diag(C)) of C [n, n]. When the mean diagonal is 0 (every input dead)
+ * it is delta_scale itself, so that C + delta I stays invertible. */
+double cce_delta_of(const double *C, int n, double delta_scale);
+
+/* P [n, n] = (A + delta I)^-1 for a symmetric A [n, n] (LAPACK dpotrf + dpotrs, full matrix
+ * written). CCE_ERR_NUMERIC naming `what` when A + delta I is not positive definite (e.g. too
+ * small a delta_scale for a calibration set smaller than the width). */
+cce_status cce_spd_inverse(const double *A, int n, double delta, double *P, const char *what);
+
+/* The uncentred leave-one-out R^2 of every unit given the others: R2_j = 1 - 1 / (P_jj G_jj) with
+ * P = (G + delta I)^-1; 0 for a unit with G_jj = 0. r2 [n]. */
+cce_status cce_loo_r2(const double *G, int n, double delta, double *r2, const char *what);
+
+/* Greedy removal (OBS / ZipLM) of k of n units whose inputs have the Gram matrix G [n, n] and
+ * which reach the output through the columns of W [rows, n] (W = identity for attention heads).
+ * Each round removes the unit of lowest score s_j = ||W[:, j]||^2 / P_jj (ties: the lower index),
+ * with P the inverse of G + delta I restricted to the units still present (downdated by the Schur
+ * complement of the removed unit, never re-factored) and W refitted by the OBS update
+ * W[:, i] -= W[:, j] P_ji / P_jj of the units still present; then it rescores. order [k] receives
+ * the removed units in removal order; score0 [n] (may be NULL) the scores before any removal.
+ * 0 <= k < n (CCE_ERR_RANGE otherwise). */
+cce_status cce_greedy_remove(const double *G, int n, double delta, const double *W, int rows, int k,
+                             int *order, double *score0, const char *what);
+
+/* The same greedy removal one step at a time (to interleave several kinds of unit). The caller
+ * owns *out (cce_greedy_free). */
+typedef struct cce_greedy cce_greedy;
+cce_status cce_greedy_new(const double *G, int n, double delta, const double *W, int rows,
+                          const char *what, cce_greedy **out);
+/* The present unit of lowest score (ties: the lower index) and its score, or -1 when fewer than
+ * two units are present (one always stays). */
+int cce_greedy_best(const cce_greedy *g, double *score);
+/* Current scores [n] (INFINITY for removed units). Borrowed. */
+const double *cce_greedy_scores(const cce_greedy *g);
+/* Removes unit j: OBS refit of W, Schur downdate of P, rescoring. CCE_ERR_RANGE if j is not
+ * present or is the last unit. */
+cce_status cce_greedy_drop(cce_greedy *g, int j);
+void cce_greedy_free(cce_greedy *g);
+
+/* Layer redundancy of a covariance C [n, n] from its eigenvalues (LAPACKE_dsyevd, descending):
+ * r = min{k : sum_{i<=k} lambda_i >= (1 - eps) trace(C)} and *R = 1 - r / n. Negative eigenvalues
+ * (rounding) count as 0; a zero trace gives r = 0. curve [n] (may be NULL) receives the cumulative
+ * explained-variance fractions. *r_out may be NULL. */
+cce_status cce_eigen_redundancy(const double *C, int n, double eps, double *R, int *r_out,
+                                double *curve, const char *what);
+
+/* Second moment G [n, n] = sum_outer / n_tokens and, if C is not NULL, covariance
+ * C [n, n] = G - mu mu^T with mu = sum / n_tokens. CCE_ERR_ARG naming `what` if n_tokens < 1. */
+cce_status cce_moments(const double *sum, const double *sum_outer, int n, int64_t n_tokens,
+                       double *G, double *C, const char *what);
+
+/* C_y [d, d] = W_O C_o W_O^T of the attention output, with W_O float [d, m] and C_o [m, m]. */
+cce_status cce_output_cov(const float *wo, int d, int m, const double *Co, double *Cy,
+                          const char *what);
+
+/* ---- Stage 2: per-layer budget --------------------------------------------------------------- */
+
+/* One layer as the budget sees it. */
+typedef struct cce_budget_layer {
+    double R;          /* layer redundancy R_l in [0, 1] */
+    double BI;         /* block influence BI_l (>= 0) */
+    int64_t params;    /* P_l: the block's weight parameters (norms excluded) */
+    int64_t unit;      /* parameters one removal unit frees (an FFN neuron: 3 * dim) */
+    int64_t max_units; /* how many units the layer can give at most */
+} cce_budget_layer;
+
+/* What the budget gives a layer. */
+typedef struct cce_budget_out {
+    double u, z;     /* u_l and its z-score (0 when std(u) = 0) */
+    double planned;  /* rho_l(c) */
+    int64_t units;   /* units removed */
+    double achieved; /* units * unit / params */
+} cce_budget_out;
+
+/* Solves stage 2 for L layers and the global target rho in [0, 0.9]: u_l, z_l, rho_l(c) =
+ * clip(rho + c + clip(spread z_l, -spread, spread), 0, cap_l) with cap_l = min(0.95,
+ * max_units * unit / params), c by bisection so that sum rho_l P_l = rho sum P_l, then whole units
+ * by largest remainder (each layer within one unit of rho_l P_l / unit, the total within one unit
+ * of the target). uniform != 0: rho_l = rho. CCE_ERR_RANGE when the caps cannot meet rho (with
+ * uniform: when rho exceeds some layer's cap). out [L]; *achieved (may be NULL) the global
+ * removed fraction. */
+cce_status cce_budget_solve(const cce_budget_layer *layers, int L, double rho, double alpha,
+                            double spread, int uniform, cce_budget_out *out, double *achieved);
+
+/* ---- Stage 3: folding ------------------------------------------------------------------------ */
+
+/* W_down' [d, |K|] (float, out) = W[:, K] + W[:, D] G[D, K] (G[K, K] + delta I)^-1 for W float
+ * [d, n], G [n, n] and keep [n] (1: in K). With fold == 0 it is W[:, K] unchanged. */
+cce_status cce_fold_down(const float *W, int d, int n, const double *G, double delta,
+                         const int *keep, int fold, float *out, const char *what);
+
+#endif
