@@ -1,5 +1,5 @@
 /* Hugging Face folder export (import.h): config.json, safetensors (single or sharded) and the
- * tokenizer in llama2.c form. */
+ * tokenizer in llama2.c form and as tokenizer.json + tokenizer_config.json. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -10,6 +10,7 @@
 
 #include "import.h"
 #include "safetensors.h"
+#include "tokenizer_hf.h"
 
 static char *join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -188,6 +189,7 @@ cce_status cce_export_hf(cce_model *m, const char *dir, const cce_export_hf_opti
         s = tp ? cce_export_llama2c_tokenizer(cce_model_tokenizer(m), tp)
                : cce_fail(CCE_ERR_NOMEM, "%s: path", dir);
         free(tp);
+        if (!s) s = cce_tokenizer_save_hf(cce_model_tokenizer(m), dir);
     }
 done:
     json_decref(cfg);

@@ -30,8 +30,9 @@ cce_status cce_import_llama2c(const char *model_bin, const char *tokenizer_bin, 
  * for a missing, unexpected or misshaped tensor; CCE_ERR_IO naming a missing shard;
  * CCE_ERR_NUMERIC for NaN/Inf weights.
  *
- * tokenizer.json is not read yet: tokenizer_bin (a llama2.c tokenizer.bin, may be NULL) gives the
- * model its tokenizer; with NULL the model has none. The caller owns *out (cce_model_free). */
+ * The tokenizer: tokenizer_bin (a llama2.c tokenizer.bin) when not NULL; else dir/tokenizer.json
+ * (+ tokenizer_config.json, see tokenizer_hf.h) when present; else the model has none. The
+ * caller owns *out (cce_model_free). */
 cce_status cce_import_hf(const char *dir, const char *tokenizer_bin, cce_model **out);
 
 /* Parses a Hugging Face config.json into *cfg (validated) with the rules of cce_import_hf.
@@ -49,9 +50,10 @@ typedef struct cce_export_hf_options {
 /* Writes m as a Hugging Face folder dir (created if missing; its parent must exist):
  * config.json (LlamaForCausalLM), model.safetensors or model-0000i-of-0000n.safetensors with
  * model.safetensors.index.json (a stale index or unsharded file of the other layout is removed),
- * and, when m has a tokenizer, tokenizer.bin in llama2.c format (tokenizer.json is not written
- * yet). Every file is written to a temporary name and renamed. Needs uniform layer shapes (no
- * structured compression): CCE_ERR_ARG names the layer otherwise. opts may be NULL. */
+ * and, when m has a tokenizer, tokenizer.bin in llama2.c format plus tokenizer.json and
+ * tokenizer_config.json (tokenizer_hf.h). Every file is written to a temporary name and renamed.
+ * Needs uniform layer shapes (no structured compression): CCE_ERR_ARG names the layer otherwise.
+ * opts may be NULL. */
 cce_status cce_export_hf(cce_model *m, const char *dir, const cce_export_hf_options *opts);
 
 /* Writes m as a llama2.c v0 checkpoint (q/k rows permuted back to interleaved pairs, legacy

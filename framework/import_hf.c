@@ -8,6 +8,7 @@
 
 #include "import.h"
 #include "safetensors.h"
+#include "tokenizer_hf.h"
 
 static const char *const ARCHS[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"};
 enum { ARCH_LLAMA, ARCH_MISTRAL, ARCH_QWEN2, ARCH_COUNT };
@@ -383,6 +384,17 @@ cce_status cce_import_hf(const char *dir, const char *tokenizer_bin, cce_model *
         cce_tokenizer *tok;
         if ((s = cce_tokenizer_load_llama2c(tokenizer_bin, cfg.vocab_size, &tok))) goto done;
         cce_model_set_tokenizer(m, tok);
+    } else {
+        /* tokenizer.json (+ tokenizer_config.json) when the folder has one */
+        char *tj = join(dir, "tokenizer.json"), *tc = join(dir, "tokenizer_config.json");
+        cce_tokenizer *tok = NULL;
+        if (!tj || !tc)
+            s = cce_fail(CCE_ERR_NOMEM, "%s: path", dir);
+        else if (exists(tj) && !(s = cce_tokenizer_load_hf(tj, tc, cfg.vocab_size, &tok)))
+            cce_model_set_tokenizer(m, tok);
+        free(tj);
+        free(tc);
+        if (s) goto done;
     }
     /* source "hf:<last component of dir>" */
     size_t end = strlen(dir);

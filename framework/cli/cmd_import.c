@@ -45,9 +45,11 @@ static void usage(FILE *f) {
            "inside the file.\n"
            "hf: imports a Hugging Face folder: config.json (Llama, Mistral, Qwen2 without biases)\n"
            "and model.safetensors or its shards (model.safetensors.index.json); F16/BF16 weights\n"
-           "are upcast to float32. tokenizer.json is not read yet: --tokenizer gives a llama2.c\n"
-           "tokenizer.bin (cce export --format hf writes one into DIR); without it the model has\n"
-           "no tokenizer.\n"
+           "are upcast to float32. The tokenizer comes from DIR/tokenizer.json and\n"
+           "tokenizer_config.json: BPE with byte fallback and SentencePiece-style spaces (Llama,\n"
+           "Mistral); Unigram, WordPiece and ByteLevel (GPT-2 style) are refused with an error.\n"
+           "--tokenizer gives a llama2.c tokenizer.bin instead; without either the model has no\n"
+           "tokenizer.\n"
            "The output is written to a temporary name and renamed into place, so an existing\n"
            "OUT.h5 survives a failed import.\n"
            "\n"
@@ -55,7 +57,7 @@ static void usage(FILE *f) {
            "  -o, --output PATH       the .h5 file to write (required)\n"
            "  --compress-level N      0 (default): contiguous, uncompressed, fastest to load;\n"
            "                          1-9: chunked by row blocks, shuffle + deflate\n"
-           "  --tokenizer PATH        hf: a llama2.c tokenizer.bin for the model\n"
+           "  --tokenizer PATH        hf: a llama2.c tokenizer.bin (instead of tokenizer.json)\n"
            "  -h, --help              show this text\n");
 }
 

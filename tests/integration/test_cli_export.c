@@ -106,6 +106,10 @@ static void test_f16_sharded_and_failures(void **state) {
     free(index);
     out = fixture_run_expect(0, "import hf '%s' -o '%s'", hf, h5);
     fixture_expect_in(out, "untied");
+    assert_null(strstr(out, "no tokenizer")); /* read from tokenizer.json */
+    free(out);
+    assert_int_equal(remove(test_path(hf, "tokenizer.json")), 0);
+    out = fixture_run_expect(0, "import hf '%s' -o '%s'", hf, h5);
     fixture_expect_in(out, "no tokenizer");
     free(out);
     out = fixture_run_expect(0, "info '%s'", h5);

@@ -95,7 +95,15 @@ static void test_fixture_matrix(void **state) {
                 assert_int_equal(cce_tokenizer_fingerprint(cce_model_tokenizer(got)),
                                  cce_tokenizer_fingerprint(cce_model_tokenizer(m)));
                 cce_model_free(got);
-                /* Without --tokenizer the model has none. */
+                /* Without --tokenizer, tokenizer.json gives the same pieces. */
+                assert_cce_ok(cce_import_hf(dir, NULL, &got));
+                const cce_tokenizer *tj = cce_model_tokenizer(got), *tm = cce_model_tokenizer(m);
+                assert_non_null(tj);
+                for (int32_t id = 0; id < cce_tokenizer_vocab_size(tm); id++)
+                    assert_string_equal(cce_tokenizer_piece(tj, id), cce_tokenizer_piece(tm, id));
+                cce_model_free(got);
+                /* Without either, the model has none. */
+                assert_int_equal(remove(test_path(dir, "tokenizer.json")), 0);
                 assert_cce_ok(cce_import_hf(dir, NULL, &got));
                 assert_null(cce_model_tokenizer(got));
                 cce_model_free(got);
