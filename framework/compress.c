@@ -332,7 +332,20 @@ static cce_status run_job(driver *d, size_t k, cce_strategy_instance *inst, cons
                                first, &changed[i]);
     }
     if (!st && job->reshaped) {
-        st = apply_layer_shape(d, job, changed);
+        /* resized tensors keep their strategy's encoding (e.g. a pruned layer's factors) */
+        cce_encoding *enc[CCE_LT_COUNT] = {0};
+        for (size_t i = 0; i < n && i < CCE_LT_COUNT && !st; i++)
+            if (changed[i]) st = encode_tensor(d, current[i], &job->tensors[i], first, &enc[i]);
+        if (!st) st = apply_layer_shape(d, job, changed);
+        for (size_t i = 0; i < n && i < CCE_LT_COUNT; i++) {
+            cce_tensor *t, *copy = NULL;
+            if (!st && enc[i] && !(st = cce_model_tensor(d->variant, names[i], &t)) &&
+                !(st = cce_tensor_clone(t, &copy)) &&
+                !(st = cce_model_put_encoded(d->variant, names[i], copy, enc[i])))
+                enc[i] = NULL, copy = NULL;
+            cce_tensor_free(copy);
+            cce_encoding_free(enc[i]);
+        }
         n = 0; /* nothing left to put */
     }
     for (size_t i = 0; i < n && !st; i++) {

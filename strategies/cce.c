@@ -2,18 +2,28 @@
  *
  * Pass 1 (plan stage, dense statistics): per layer, R^ffn from the eigenvalues of C_a (input of
  * down_proj), R^attn from those of C_y = W_O C_o W_O^T (the attention output), R_l their
- * parameter-weighted mean, and BI_l; then the per-layer budget (cce_budget_solve). With
- * lowrank = false the whole budget goes to stage 3 in units of one FFN neuron (3 * dim
- * parameters), at most hidden_dim - 1 per layer; the plan allocates to gate/up/down the fraction of
- * neurons removed (rule "cce budget") and skips the attention tensors.
- * Pass 2 (apply, sequential statistics of the compressed prefix): stage 3 on each layer: greedy
- * removal order of the neurons from G_a and down_proj (cce_greedy_remove), drop gate/up rows and
- * down columns of the removed ones, fold them into the kept down columns (fold = true).
+ * parameter-weighted mean, and BI_l; then the per-layer budget (cce_budget_solve).
+ *   lowrank = false: the whole budget goes to stage 3 in units of one FFN neuron (3 * dim
+ *   parameters), at most hidden_dim - 1 per layer; the plan allocates to gate/up/down the fraction
+ *   of neurons removed (rule "cce budget") and skips the attention tensors.
+ *   lowrank = true: the budget is in parameters; the plan gives each of the layer's seven
+ *   matrices the layer's fraction rho_l, so that sum target * size is the layer's budget (a plan
+ *   rule for a layer's tensors changes that sum).
+ * Pass 2 (apply, sequential statistics of the compressed prefix), per layer with budget B:
+ *   stage 3: k = floor(prune_share * B / (3 dim)) neurons (all of B without low rank), at most
+ *   hidden_dim - 1: greedy removal order from G_a and down_proj (cce_greedy_remove), gate/up rows
+ *   and down columns of the removed ones dropped, folded into the kept down columns (fold = true);
+ *   stage 4 (lowrank = true): the remaining B - 3 dim k parameters from whitened low rank of the
+ *   planned matrices after stage 3 (G_x for q/k/v, G_o for o, G_x' for gate/up, G_a restricted to
+ *   the kept neurons for down), each "dense" or a rank below break-even (cce_lowrank_choose: at
+ *   least the budget, less than one rank unit over it), chosen ones stored as lowrank encodings.
+ * Report: one row per changed matrix (rank for factored ones); the note holds the rank or
+ * "dense", kept/total neurons, achieved/planned rho_l, R_ffn/R_attn, BI_l and u_l.
  *
  * Block parameters are the weight matrices of the blocks (norms are outside the budget). Not yet
- * implemented, and refused with CCE_ERR_STATE naming the parameter: lowrank = true (stage 4) and
- * prune_heads = true. calib_windows / calib_len describe the calibration set the strategy is
- * defined with (64 x 256); the driver supplies the statistics. */
+ * implemented, and refused with CCE_ERR_STATE naming the parameter: prune_heads = true.
+ * calib_windows / calib_len describe the calibration set the strategy is defined with (64 x 256);
+ * the driver supplies the statistics. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +64,8 @@ static const cce_param cce_params_schema[] = {
 };
 
 typedef struct cce_layer_info {
-    double R_ffn, R_attn, R;
+    double R_ffn, R_attn, R, BI;
+    int64_t params; /* P_l */
     cce_budget_out budget;
     int planned; /* 1: the layer is in the budget */
 } cce_layer_info;
@@ -81,9 +92,6 @@ static cce_status cce_init(void *priv, const cce_params *p) {
         (s = cce_params_get_bool(p, "prune_heads", &cp->prune_heads)) ||
         (s = cce_params_get_enum(p, "allocation", NULL, &cp->allocation)))
         return s;
-    if (cp->lowrank)
-        return cce_fail(CCE_ERR_STATE, CCE_NAME ": lowrank = true (stage 4, whitened low rank) is "
-                                                "not implemented yet; give lowrank=false");
     if (cp->prune_heads)
         return cce_fail(CCE_ERR_STATE, CCE_NAME ": prune_heads = true is not implemented yet; give "
                                                 "prune_heads=false");
@@ -186,15 +194,21 @@ static cce_status cce_plan_stage(void *priv, cce_model *m, const cce_calib *cali
                          l);
             goto done;
         }
-        bl[n] =
-            (cce_budget_layer){li->R, bi < 0 ? 0 : bi, attn_params(cfg, ls) + ffn_params(cfg, ls),
-                               3 * (int64_t)cfg->dim, ls->hidden_dim - 1};
+        li->BI = bi < 0 ? 0 : bi;
+        li->params = attn_params(cfg, ls) + ffn_params(cfg, ls);
+        /* without low rank the unit is one FFN neuron (one always stays); with it one parameter,
+         * stage 4 then taking whatever stage 3's neurons leave (its cap checked at apply) */
+        if (cp->lowrank)
+            bl[n] = (cce_budget_layer){li->R, li->BI, li->params, 1, li->params};
+        else
+            bl[n] = (cce_budget_layer){li->R, li->BI, li->params, 3 * (int64_t)cfg->dim,
+                                       ls->hidden_dim - 1};
         which[n++] = l;
     }
     if (n == 0) goto done;
     if ((s = cce_budget_solve(bl, n, cce_plan_target(plan), cp->alpha, cp->spread,
                               cp->allocation == ALLOC_UNIFORM, bo, &cp->achieved))) {
-        if (s == CCE_ERR_RANGE) {
+        if (s == CCE_ERR_RANGE && !cp->lowrank) {
             char why[256];
             snprintf(why, sizeof why, "%s", cce_error_detail());
             s = cce_fail(CCE_ERR_RANGE,
@@ -204,16 +218,20 @@ static cce_status cce_plan_stage(void *priv, cce_model *m, const cce_calib *cali
         }
         goto done;
     }
-    if ((s = cce_plan_skip(plan, "layers.*.self_attn.*"))) goto done;
+    if (!cp->lowrank && (s = cce_plan_skip(plan, "layers.*.self_attn.*"))) goto done;
     for (int i = 0; i < n; i++) {
         int l = which[i];
         cp->info[l].budget = bo[i];
         cp->info[l].planned = 1;
-        double frac = (double)bo[i].units / cce_model_layer(m, l)->hidden_dim;
-        static const cce_layer_tensor ffn[3] = {CCE_LT_GATE, CCE_LT_UP, CCE_LT_DOWN};
-        for (int t = 0; t < 3 && !s; t++) {
+        /* lowrank: every matrix gets the layer's fraction (apply distributes it); otherwise the
+         * FFN tensors the fraction of neurons removed */
+        double frac =
+            cp->lowrank ? bo[i].achieved : (double)bo[i].units / cce_model_layer(m, l)->hidden_dim;
+        static const cce_layer_tensor mats[7] = {CCE_LT_Q,    CCE_LT_K,  CCE_LT_V,   CCE_LT_O,
+                                                 CCE_LT_GATE, CCE_LT_UP, CCE_LT_DOWN};
+        for (int t = cp->lowrank ? 0 : 4; t < 7 && !s; t++) {
             char name[CCE_PLAN_NAME_MAX];
-            cce_layer_tensor_name(l, ffn[t], name, sizeof name);
+            cce_layer_tensor_name(l, mats[t], name, sizeof name);
             s = cce_plan_allocate_tensor(plan, name, frac, "cce budget");
         }
         if (s) goto done;
@@ -225,7 +243,15 @@ done:
     return s;
 }
 
-/* ---- Apply: stage 3 on one layer ------------------------------------------------------------- */
+/* ---- Apply: stages 3 and 4 on one layer ------------------------------------------------------ */
+
+/* The seven matrices of a block, in the order stage 4 handles them. */
+enum { M_Q = 0, M_K, M_V, M_O, M_GATE, M_UP, M_DOWN, M_COUNT };
+static const cce_layer_tensor mat_kind[M_COUNT] = {CCE_LT_Q,    CCE_LT_K,  CCE_LT_V,   CCE_LT_O,
+                                                   CCE_LT_GATE, CCE_LT_UP, CCE_LT_DOWN};
+static const cce_calib_site mat_site[M_COUNT] = {
+    CCE_SITE_ATTN_IN, CCE_SITE_ATTN_IN, CCE_SITE_ATTN_IN, CCE_SITE_O_IN,
+    CCE_SITE_FFN_IN,  CCE_SITE_FFN_IN,  CCE_SITE_DOWN_IN};
 
 static int find_slot(const cce_block_job *job, cce_layer_tensor w) {
     char name[CCE_PLAN_NAME_MAX];
@@ -235,177 +261,392 @@ static int find_slot(const cce_block_job *job, cce_layer_tensor w) {
     return -1;
 }
 
-/* Report row of a shrunk tensor: before [rows, cols] against after_pad [rows, cols] (the new
- * tensor with zeros at the removed rows/columns), output error against S (may be NULL). */
-static cce_status report_tensor(cce_block_job *job, int slot, const float *after_pad,
-                                int64_t numel_after, const double *S, const char *note,
-                                double seconds, cce_report *r) {
-    const cce_job_tensor *jt = &job->tensors[slot];
-    const cce_tensor *w = jt->weight;
-    int64_t rows = w->shape[0], cols = w->shape[1], numel = rows * cols;
+/* One matrix of the layer during apply. */
+typedef struct mat_state {
+    int slot;             /* job slot */
+    int active;           /* planned (not skipped) */
+    int64_t rows, cols;   /* original shape */
+    float *orig;          /* [rows, cols] the weight before this apply (borrowed from the job) */
+    float *orig_own;      /* [rows, cols] owned copy of orig when `now` is factored in place */
+    float *now;           /* [rows', cols'] the current values (the resized tensor or the weight) */
+    int64_t nrows, ncols; /* current shape */
+    int64_t rank;         /* -1: dense */
+    const double *S_out;  /* [cols, cols] calibration sum x x^T for the report, or NULL */
+} mat_state;
+
+/* Everything apply works on for one layer. */
+typedef struct layer_work {
+    const cce_priv *cp;
+    cce_block_job *job;
+    int d, H, k; /* width, neurons before, neurons removed */
+    int *keep;   /* [H] 1: neuron kept (all 1 when k = 0) */
+    double *Ga;  /* [H, H] G_a of the down_proj input */
+    mat_state m[M_COUNT];
+    int64_t budget, lr_budget, lr_removed; /* layer budget; stage 4's share and what it removed */
+    double mu;
+} layer_work;
+
+/* Report row of one changed matrix: the original [rows, cols] against the new values placed at
+ * the kept rows/columns (zeros at removed ones), output error against S_out when known. */
+static cce_status report_matrix(const layer_work *w, int i, const char *note, double seconds,
+                                cce_report *r) {
+    const mat_state *ms = &w->m[i];
+    const cce_job_tensor *jt = &w->job->tensors[ms->slot];
+    int64_t rows = ms->rows, cols = ms->cols, numel = rows * cols,
+            numel_after = ms->nrows * ms->ncols;
+    float *pad = malloc((size_t)numel * sizeof *pad); /* [rows, cols] */
+    if (!pad) return cce_fail(CCE_ERR_NOMEM, CCE_NAME ": report of %s", jt->name);
+    int rows_cut = ms->nrows != rows, cols_cut = ms->ncols != cols;
+    for (int64_t a = 0, ra = 0; a < rows; a++) {
+        int row_kept = !rows_cut || w->keep[a];
+        for (int64_t b = 0, cb = 0; b < cols; b++) {
+            int col_kept = !cols_cut || w->keep[b];
+            pad[a * cols + b] = row_kept && col_kept ? ms->now[ra * ms->ncols + cb] : 0.0f;
+            cb += col_kept;
+        }
+        ra += row_kept;
+    }
     cce_report_row row;
-    cce_report_row_init(&row, CCE_NAME, job->layer, jt->name);
+    cce_report_row_init(&row, CCE_NAME, w->job->layer, jt->name);
     double num = 0, den = 0;
     int64_t zeros = 0;
-    for (int64_t i = 0; i < numel; i++) {
-        double dv = (double)w->data[i] - after_pad[i];
+    for (int64_t x = 0; x < numel; x++) {
+        double dv = (double)ms->orig[x] - pad[x];
         num += dv * dv;
-        den += (double)w->data[i] * w->data[i];
+        den += (double)ms->orig[x] * ms->orig[x];
     }
-    const cce_tensor *fresh = jt->resized;
-    for (int64_t i = 0; i < numel_after; i++) zeros += fresh->data[i] == 0.0f;
+    for (int64_t x = 0; x < numel_after; x++) zeros += ms->now[x] == 0.0f;
     row.params_before = numel;
-    row.params_after = numel_after - zeros;
+    if (ms->rank > 0) {
+        row.params_after = ms->rank * (ms->nrows + ms->ncols);
+        row.bytes_after = 4 * row.params_after;
+        row.rank = ms->rank;
+    } else {
+        row.params_after = numel_after - zeros;
+        row.bytes_after = cce_sparse_encoded_bytes(numel_after, numel_after - zeros, 0);
+    }
     row.bytes_before = 4 * numel;
-    row.bytes_after = cce_sparse_encoded_bytes(numel_after, numel_after - zeros, 0);
     row.bits_per_weight = numel ? 8.0 * (double)row.bytes_after / (double)numel : 0;
     row.sparsity = numel_after ? (double)zeros / (double)numel_after : 0;
     row.rel_fro_error = den > 0 ? sqrt(num / den) : 0;
-    if (S) {
-        cce_status s = cce_output_error(w->data, after_pad, rows, cols, S, &row.output_error);
-        if (s) return s;
-    }
+    cce_status s = CCE_OK;
+    if (ms->S_out) s = cce_output_error(ms->orig, pad, rows, cols, ms->S_out, &row.output_error);
+    free(pad);
+    if (s) return s;
     snprintf(row.note, sizeof row.note, "%.63s", note);
     row.seconds = seconds;
     return cce_report_add(r, &row);
 }
 
-static cce_status prune_ffn(const cce_priv *cp, cce_block_job *job, const int slot[3], int H, int d,
-                            int k, cce_report *r) {
-    const float *wg = job->tensors[slot[0]].weight->data; /* [H, d] */
-    const float *wu = job->tensors[slot[1]].weight->data; /* [H, d] */
-    const float *wd = job->tensors[slot[2]].weight->data; /* [d, H] */
-    cce_calib_input a, x;
-    cce_status s = cce_calib_site_input(job->calib, job->layer, CCE_SITE_DOWN_IN, &a);
-    if (s) return s;
-    if (a.dim != H)
-        return cce_fail(CCE_ERR_ARG,
-                        CCE_NAME ": layer %d: down_proj input statistics of width %d, "
-                                 "the layer has %d neurons",
-                        job->layer, a.dim, H);
-    const double *Sx = NULL;
-    if (!cce_calib_site_input(job->calib, job->layer, CCE_SITE_FFN_IN, &x) && x.dim == d)
-        Sx = x.sum_outer;
-    cce_error_clear();
+/* Stage 3: greedy removal of k neurons from G_a and down_proj, gate/up rows and down columns
+ * dropped, the dropped ones folded into the kept down columns (fold = true). */
+static cce_status prune_ffn(layer_work *w) {
+    const cce_priv *cp = w->cp;
+    cce_block_job *job = w->job;
+    int H = w->H, d = w->d, k = w->k;
+    mat_state *g = &w->m[M_GATE], *u = &w->m[M_UP], *dn = &w->m[M_DOWN];
     char what[64];
     snprintf(what, sizeof what, "layer %d FFN neurons", job->layer);
-    double *G = malloc((size_t)H * H * sizeof *G);                /* [H, H] G_a */
-    double *Wd = malloc((size_t)d * H * sizeof *Wd);              /* [d, H] down_proj in double */
-    int *order = malloc((size_t)(k > 0 ? k : 1) * sizeof *order); /* [k] */
-    int *keep = malloc((size_t)H * sizeof *keep);                 /* [H] */
-    float *pad = malloc((size_t)d * H * sizeof *pad); /* [max(H, d) x ...] padded after */
-    if (!G || !Wd || !order || !keep || !pad) {
+    double *Wd = malloc((size_t)d * H * sizeof *Wd); /* [d, H] down_proj in double */
+    int *order = malloc((size_t)k * sizeof *order);  /* [k] */
+    cce_status s = CCE_OK;
+    if (!Wd || !order) {
         s = cce_fail(CCE_ERR_NOMEM, CCE_NAME ": %s", what);
         goto done;
     }
-    double t0 = cce_prune_now();
-    if ((s = cce_moments(a.sum, a.sum_outer, H, a.n_tokens, G, NULL, what))) goto done;
-    double delta = cce_delta_of(G, H, cp->delta_scale);
-    for (int64_t i = 0; i < (int64_t)d * H; i++) Wd[i] = wd[i];
-    if ((s = cce_greedy_remove(G, H, delta, Wd, d, k, order, NULL, what))) goto done;
-    for (int j = 0; j < H; j++) keep[j] = 1;
-    for (int i = 0; i < k; i++) keep[order[i]] = 0;
+    double delta = cce_delta_of(w->Ga, H, cp->delta_scale);
+    for (int64_t i = 0; i < (int64_t)d * H; i++) Wd[i] = dn->orig[i];
+    if ((s = cce_greedy_remove(w->Ga, H, delta, Wd, d, k, order, NULL, what))) goto done;
+    for (int i = 0; i < k; i++) w->keep[order[i]] = 0;
     int m = H - k;
     cce_tensor *fg, *fu, *fd;
     int64_t sg[2] = {m, d}, sd[2] = {d, m};
-    if ((s = cce_block_job_resize(job, (size_t)slot[0], 2, sg, &fg)) ||
-        (s = cce_block_job_resize(job, (size_t)slot[1], 2, sg, &fu)) ||
-        (s = cce_block_job_resize(job, (size_t)slot[2], 2, sd, &fd)))
+    if ((s = cce_block_job_resize(job, (size_t)g->slot, 2, sg, &fg)) ||
+        (s = cce_block_job_resize(job, (size_t)u->slot, 2, sg, &fu)) ||
+        (s = cce_block_job_resize(job, (size_t)dn->slot, 2, sd, &fd)))
         goto done;
     for (int j = 0, c = 0; j < H; j++)
-        if (keep[j]) {
-            memcpy(fg->data + (int64_t)c * d, wg + (int64_t)j * d, (size_t)d * sizeof(float));
-            memcpy(fu->data + (int64_t)c * d, wu + (int64_t)j * d, (size_t)d * sizeof(float));
+        if (w->keep[j]) {
+            memcpy(fg->data + (int64_t)c * d, g->orig + (int64_t)j * d, (size_t)d * sizeof(float));
+            memcpy(fu->data + (int64_t)c * d, u->orig + (int64_t)j * d, (size_t)d * sizeof(float));
             c++;
         }
-    if ((s = cce_fold_down(wd, d, H, G, delta, keep, cp->fold, fd->data, what))) goto done;
-    double secs = cce_prune_now() - t0;
-    char note[64];
-    const cce_layer_info *li = cp->info && job->layer < cp->n_layers ? &cp->info[job->layer] : NULL;
-    if (li && li->planned)
-        snprintf(note, sizeof note, "kept %d of %d neurons; rho_l %.4f plan %.4f%s", m, H,
-                 li->budget.achieved, li->budget.planned, cp->fold ? "" : "; no fold");
-    else
-        snprintf(note, sizeof note, "kept %d of %d neurons%s", m, H, cp->fold ? "" : "; no fold");
-    /* gate and up: the kept rows in place, zeros at the removed ones */
-    for (int t = 0; t < 2 && !s; t++) {
-        const float *src = t ? wu : wg;
-        for (int j = 0; j < H; j++)
-            for (int c = 0; c < d; c++)
-                pad[(int64_t)j * d + c] = keep[j] ? src[(int64_t)j * d + c] : 0.0f;
-        s = report_tensor(job, slot[t], pad, (int64_t)m * d, Sx, note, secs / 3, r);
-    }
-    if (s) goto done;
-    for (int a2 = 0; a2 < d; a2++)
-        for (int j = 0, c = 0; j < H; j++)
-            pad[(int64_t)a2 * H + j] = keep[j] ? fd->data[(int64_t)a2 * m + c++] : 0.0f;
-    s = report_tensor(job, slot[2], pad, (int64_t)d * m, a.sum_outer, note, secs / 3, r);
+    if ((s = cce_fold_down(dn->orig, d, H, w->Ga, delta, w->keep, cp->fold, fd->data, what)))
+        goto done;
+    g->now = fg->data;
+    u->now = fu->data;
+    dn->now = fd->data;
+    g->nrows = u->nrows = dn->ncols = m;
 done:
-    free(G);
     free(Wd);
     free(order);
-    free(keep);
-    free(pad);
     return s;
+}
+
+/* G [n, n] = E[x x^T] of a site, for the kept inputs only when keep is not NULL (n = kept). The
+ * caller frees *G. */
+static cce_status site_moment(const layer_work *w, cce_calib_site site, int dim, const int *keep,
+                              double **G, int *n_out) {
+    *G = NULL;
+    cce_calib_input in;
+    cce_status s = cce_calib_site_input(w->job->calib, w->job->layer, site, &in);
+    if (s) return s;
+    if (!in.sum_outer || in.dim != dim)
+        return cce_fail(CCE_ERR_ARG,
+                        CCE_NAME ": layer %d: calibration site %d has %s of width %d, the layer "
+                                 "needs %d",
+                        w->job->layer, (int)site,
+                        in.sum_outer ? "second moments"
+                                     : "no second "
+                                       "moments",
+                        in.dim, dim);
+    double *full = malloc((size_t)dim * dim * sizeof *full); /* [dim, dim] */
+    if (!full) return cce_fail(CCE_ERR_NOMEM, CCE_NAME ": layer %d: second moment", w->job->layer);
+    if ((s = cce_moments(in.sum, in.sum_outer, dim, in.n_tokens, full, NULL, "second moment"))) {
+        free(full);
+        return s;
+    }
+    int n = 0;
+    if (!keep) {
+        *G = full;
+        *n_out = dim;
+        return CCE_OK;
+    }
+    int *idx = malloc((size_t)dim * sizeof *idx); /* [kept] */
+    if (!idx) {
+        free(full);
+        return cce_fail(CCE_ERR_NOMEM, CCE_NAME ": layer %d: second moment", w->job->layer);
+    }
+    for (int j = 0; j < dim; j++)
+        if (keep[j]) idx[n++] = j;
+    for (int a = 0; a < n; a++) /* compact in place: row a of the result is before row idx[a] */
+        for (int b = 0; b < n; b++) full[(int64_t)a * n + b] = full[(int64_t)idx[a] * dim + idx[b]];
+    free(idx);
+    *G = full;
+    *n_out = n;
+    return CCE_OK;
+}
+
+/* Stage 4: the whitened SVD of every planned matrix, the rank choice meeting lr_budget, and the
+ * chosen ones replaced by their factors (values and lowrank encoding). */
+static cce_status lowrank_layer(layer_work *w) {
+    const cce_priv *cp = w->cp;
+    cce_lr_matrix lm[M_COUNT];
+    cce_lowrank_svd *svd[M_COUNT] = {0};
+    double *S[M_COUNT] = {0};
+    int64_t rank[M_COUNT];
+    int idx[M_COUNT], n = 0;
+    char what[M_COUNT][CCE_PLAN_NAME_MAX + 16];
+    cce_status s = CCE_OK;
+    for (int i = 0; i < M_COUNT && !s; i++) {
+        mat_state *ms = &w->m[i];
+        if (!ms->active) continue;
+        double *G = NULL;
+        int gn = 0;
+        snprintf(what[n], sizeof what[n], CCE_NAME ": %s", w->job->tensors[ms->slot].name);
+        s = site_moment(w, mat_site[i], (int)ms->cols, i == M_DOWN && w->k > 0 ? w->keep : NULL, &G,
+                        &gn);
+        if (s) break;
+        double delta = cce_delta_of(G, gn, cp->delta_scale);
+        s = cce_lowrank_whitened(ms->now, ms->nrows, ms->ncols, G, delta, what[n], &S[n], &svd[n]);
+        free(G);
+        if (s) break;
+        lm[n] = (cce_lr_matrix){ms->nrows, ms->ncols, svd[n]->k, svd[n]->sigma, what[n]};
+        idx[n++] = i;
+    }
+    if (!s) {
+        s = cce_lowrank_choose(lm, n, w->lr_budget, rank, &w->lr_removed, &w->mu);
+        if (s == CCE_ERR_RANGE) cce_error_prefix(CCE_NAME ": layer %d: ", w->job->layer);
+    }
+    for (int j = 0; j < n && !s; j++) {
+        mat_state *ms = &w->m[idx[j]];
+        ms->rank = rank[j];
+        if (rank[j] < 1) continue;
+        cce_job_tensor *jt = &w->job->tensors[ms->slot];
+        if (ms->now == ms->orig) { /* in place: keep the original for the report */
+            size_t bytes = (size_t)(ms->rows * ms->cols) * sizeof(float);
+            if (!(ms->orig_own = malloc(bytes))) {
+                s = cce_fail(CCE_ERR_NOMEM, "%s: copy of the weight", what[j]);
+                break;
+            }
+            memcpy(ms->orig_own, ms->orig, bytes);
+            ms->orig = ms->orig_own;
+        }
+        cce_encoding *enc;
+        if ((s = cce_lowrank_encode(svd[j], rank[j], what[j], ms->now, &enc))) break;
+        cce_encoding_free(jt->encoding);
+        jt->encoding = enc;
+    }
+    for (int j = 0; j < n; j++) {
+        cce_lowrank_svd_free(svd[j]);
+        free(S[j]);
+    }
+    return s;
+}
+
+/* Checks the job's matrices and fills w->m; the layer budget in parameters: with lowrank the sum
+ * of target * size over the planned matrices, without it the FFN's common target. */
+static cce_status read_job(layer_work *w) {
+    cce_block_job *job = w->job;
+    const cce_priv *cp = w->cp;
+    const cce_config *cfg = cce_model_config(job->model);
+    const cce_layer_shape *ls = cce_model_layer(job->model, job->layer);
+    if (!ls || ls->removed)
+        return cce_fail(CCE_ERR_ARG, CCE_NAME ": layer %d is not a block of the model", job->layer);
+    int d = cfg->dim, H = ls->hidden_dim, mo = ls->n_heads * cfg->head_dim,
+        mk = ls->n_kv_heads * cfg->head_dim;
+    int64_t want[M_COUNT][2] = {{mo, d}, {mk, d}, {mk, d}, {d, mo}, {H, d}, {H, d}, {d, H}};
+    w->d = d;
+    w->H = H;
+    double budget = 0;
+    const cce_job_tensor *first_ffn = NULL;
+    for (int i = 0; i < M_COUNT; i++) {
+        mat_state *ms = &w->m[i];
+        ms->slot = find_slot(job, mat_kind[i]);
+        ms->rank = -1;
+        if (ms->slot < 0)
+            return cce_fail(CCE_ERR_ARG, CCE_NAME ": layer %d: the job lacks a weight matrix",
+                            job->layer);
+        cce_job_tensor *jt = &job->tensors[ms->slot];
+        const cce_tensor *t = jt->weight;
+        if (t->ndim != 2 || t->shape[0] != want[i][0] || t->shape[1] != want[i][1])
+            return cce_fail(CCE_ERR_ARG,
+                            CCE_NAME ": %s is not [%lld, %lld] as the layer shape implies",
+                            jt->name, (long long)want[i][0], (long long)want[i][1]);
+        ms->rows = ms->nrows = t->shape[0];
+        ms->cols = ms->ncols = t->shape[1];
+        ms->orig = ms->now = t->data;
+        ms->active = !jt->skip && (cp->lowrank || i >= M_GATE);
+        if (!ms->active) continue;
+        if (!(jt->target >= 0 && jt->target < 1))
+            return cce_fail(CCE_ERR_RANGE, CCE_NAME ": %s: ratio = %g is outside [0, 1)", jt->name,
+                            jt->target);
+        if (cp->lowrank) {
+            budget += jt->target * (double)(ms->rows * ms->cols);
+        } else if (first_ffn && jt->target != first_ffn->target) {
+            return cce_fail(CCE_ERR_ARG,
+                            CCE_NAME ": %s has ratio %g but %s has %g: FFN neurons couple these "
+                                     "tensors; give them one ratio (or lowrank=true)",
+                            jt->name, jt->target, first_ffn->name, first_ffn->target);
+        } else if (!first_ffn) {
+            first_ffn = jt;
+        }
+    }
+    int ffn_active = w->m[M_GATE].active + w->m[M_UP].active + w->m[M_DOWN].active;
+    if (!cp->lowrank && ffn_active != 0 && ffn_active != 3)
+        return cce_fail(CCE_ERR_ARG,
+                        CCE_NAME ": layer %d: the plan skips some FFN tensors but not all",
+                        job->layer);
+    if (cp->lowrank) {
+        w->budget = llround(budget);
+        int64_t k =
+            ffn_active == 3 ? (int64_t)floor(cp->prune_share * (double)w->budget / (3.0 * d)) : 0;
+        w->k = (int)(k > H - 1 ? H - 1 : k);
+        w->lr_budget = w->budget - 3 * (int64_t)d * w->k;
+    } else if (first_ffn) {
+        int64_t k = cce_ratio_count(first_ffn->target, H);
+        if (k >= H)
+            return cce_fail(CCE_ERR_RANGE, CCE_NAME ": layer %d: ratio %g removes every neuron",
+                            job->layer, first_ffn->target);
+        w->k = (int)k;
+        w->budget = 3 * (int64_t)d * k;
+    }
+    /* calibration sums for the reports' output errors */
+    for (int i = 0; i < M_COUNT; i++) {
+        cce_calib_input in;
+        if (!cce_calib_site_input(job->calib, job->layer, mat_site[i], &in) && in.sum_outer &&
+            in.dim == w->m[i].cols)
+            w->m[i].S_out = in.sum_outer;
+    }
+    cce_error_clear();
+    return CCE_OK;
+}
+
+static void layer_note(const layer_work *w, const mat_state *ms, char *note, size_t cap) {
+    const cce_priv *cp = w->cp;
+    const cce_layer_info *li =
+        cp->info && w->job->layer < cp->n_layers ? &cp->info[w->job->layer] : NULL;
+    char r[24];
+    if (ms->rank > 0)
+        snprintf(r, sizeof r, "r%lld", (long long)ms->rank);
+    else
+        snprintf(r, sizeof r, "dense");
+    double P = li && li->planned ? (double)li->params : 0;
+    double got = P > 0 ? (double)(3 * (int64_t)w->d * w->k + w->lr_removed) / P : 0;
+    char buf[192];
+    if (li && li->planned)
+        snprintf(buf, sizeof buf, "%s k%d/%d rho %.3f/%.3f R%.2f/%.2f BI%.3f u%.2f%s", r,
+                 w->H - w->k, w->H, got, li->budget.planned, li->R_ffn, li->R_attn, li->BI,
+                 li->budget.u, cp->fold ? "" : " nofold");
+    else
+        snprintf(buf, sizeof buf, "%s kept %d of %d neurons%s", r, w->H - w->k, w->H,
+                 cp->fold ? "" : "; no fold");
+    snprintf(note, cap, "%.*s", (int)(cap - 1), buf);
 }
 
 static cce_status cce_apply(void *priv, cce_block_job *job, cce_report *r) {
     const cce_priv *cp = priv;
     if (job->layer < 0) return CCE_OK;
-    static const cce_layer_tensor ffn[3] = {CCE_LT_GATE, CCE_LT_UP, CCE_LT_DOWN};
-    int slot[3];
-    const cce_job_tensor *first = NULL;
-    int skipped = 0;
-    for (int t = 0; t < 3; t++) {
-        slot[t] = find_slot(job, ffn[t]);
-        if (slot[t] < 0)
-            return cce_fail(CCE_ERR_ARG, CCE_NAME ": layer %d: the job lacks an FFN tensor",
-                            job->layer);
-        const cce_job_tensor *jt = &job->tensors[slot[t]];
-        skipped += jt->skip != 0;
-        if (jt->skip) continue;
-        if (!(jt->target >= 0 && jt->target < 1))
-            return cce_fail(CCE_ERR_RANGE, CCE_NAME ": %s: ratio = %g is outside [0, 1)", jt->name,
-                            jt->target);
-        if (first && jt->target != first->target)
-            return cce_fail(CCE_ERR_ARG,
-                            CCE_NAME ": %s has ratio %g but %s has %g: FFN neurons couple these "
-                                     "tensors; give them one ratio",
-                            jt->name, jt->target, first->name, first->target);
-        if (!first) first = jt;
+    int any = 0;
+    for (int i = 0; i < M_COUNT; i++) {
+        int slot = find_slot(job, mat_kind[i]);
+        any |= slot >= 0 && !job->tensors[slot].skip && (cp->lowrank || i >= M_GATE);
     }
-    if (skipped == 3) return CCE_OK;
-    if (skipped)
-        return cce_fail(CCE_ERR_ARG,
-                        CCE_NAME ": layer %d: the plan skips some FFN tensors but not all",
-                        job->layer);
+    if (!any) return CCE_OK;
     if (!job->model || !job->calib)
         return cce_fail(CCE_ERR_ARG,
                         CCE_NAME ": layer %d: the job carries no model or no "
                                  "calibration statistics",
                         job->layer);
-    const cce_config *cfg = cce_model_config(job->model);
-    const cce_layer_shape *ls = cce_model_layer(job->model, job->layer);
-    if (!ls || ls->removed)
-        return cce_fail(CCE_ERR_ARG, CCE_NAME ": layer %d is not a block of the model", job->layer);
-    int H = ls->hidden_dim, d = cfg->dim;
-    const cce_tensor *g = job->tensors[slot[0]].weight, *u = job->tensors[slot[1]].weight,
-                     *dn = job->tensors[slot[2]].weight;
-    if (g->ndim != 2 || u->ndim != 2 || dn->ndim != 2 || g->shape[0] != H || g->shape[1] != d ||
-        u->shape[0] != H || u->shape[1] != d || dn->shape[0] != d || dn->shape[1] != H)
-        return cce_fail(CCE_ERR_ARG,
-                        CCE_NAME
-                        ": layer %d: gate/up/down are not [%d, %d] / [%d, %d] as the layer "
-                        "shape implies",
-                        job->layer, H, d, d, H);
-    int k = (int)cce_ratio_count(first->target, H);
-    if (k == 0) return CCE_OK;
-    if (k >= H)
-        return cce_fail(CCE_ERR_RANGE, CCE_NAME ": layer %d: ratio %g removes every neuron",
-                        job->layer, first->target);
-    cce_status s = prune_ffn(cp, job, slot, H, d, k, r);
+    layer_work w = {.cp = cp, .job = job};
+    cce_status s = read_job(&w);
     if (s) return s;
-    return cce_block_job_set_shape(job, H - k, ls->n_heads, ls->n_kv_heads, ls->kv_of_head);
+    if (w.k == 0 && w.lr_budget <= 0) return CCE_OK;
+    double t0 = cce_prune_now();
+    w.keep = malloc((size_t)w.H * sizeof *w.keep);   /* [H] */
+    w.Ga = malloc((size_t)w.H * w.H * sizeof *w.Ga); /* [H, H] */
+    if (!w.keep || !w.Ga) {
+        s = cce_fail(CCE_ERR_NOMEM, CCE_NAME ": layer %d", job->layer);
+        goto done;
+    }
+    for (int j = 0; j < w.H; j++) w.keep[j] = 1;
+    if (w.k > 0) {
+        cce_calib_input a;
+        if ((s = cce_calib_site_input(job->calib, job->layer, CCE_SITE_DOWN_IN, &a))) goto done;
+        if (a.dim != w.H || !a.sum_outer) {
+            s = cce_fail(CCE_ERR_ARG,
+                         CCE_NAME ": layer %d: down_proj input statistics of width %d%s, the "
+                                  "layer has %d neurons",
+                         job->layer, a.dim, a.sum_outer ? "" : " without second moments", w.H);
+            goto done;
+        }
+        char what[64];
+        snprintf(what, sizeof what, "layer %d down_proj input", job->layer);
+        if ((s = cce_moments(a.sum, a.sum_outer, w.H, a.n_tokens, w.Ga, NULL, what)) ||
+            (s = prune_ffn(&w)))
+            goto done;
+    }
+    if (cp->lowrank && w.lr_budget > 0 && (s = lowrank_layer(&w))) goto done;
+    double secs = cce_prune_now() - t0;
+    int changed = 0;
+    for (int i = 0; i < M_COUNT; i++)
+        changed += w.m[i].rank > 0 || w.m[i].nrows != w.m[i].rows || w.m[i].ncols != w.m[i].cols;
+    for (int i = 0; i < M_COUNT && !s; i++) {
+        mat_state *ms = &w.m[i];
+        if (!(ms->rank > 0 || ms->nrows != ms->rows || ms->ncols != ms->cols)) continue;
+        char note[64];
+        layer_note(&w, ms, note, sizeof note);
+        s = report_matrix(&w, i, note, secs / changed, r);
+    }
+    if (!s && w.k > 0) {
+        const cce_layer_shape *ls = cce_model_layer(job->model, job->layer);
+        s = cce_block_job_set_shape(job, w.H - w.k, ls->n_heads, ls->n_kv_heads, ls->kv_of_head);
+    }
+done:
+    for (int i = 0; i < M_COUNT; i++) free(w.m[i].orig_own);
+    free(w.keep);
+    free(w.Ga);
+    return s;
 }
 
 const cce_strategy cce_strategy_cce = {

@@ -6,6 +6,8 @@
  *   cce_budget.c      stage 2: the per-layer budget (z-scored mix of redundancy and block
  *                     influence, clipped, shifted by bisection to meet the global target)
  *   cce_fold.c        stage 3: least-squares folding of dropped FFN neurons into down_proj
+ *   cce_lowrank.c     stage 4: whitened SVD against G + delta I, the per-layer rank choice
+ *                     (one multiplier bisected per layer), the lowrank encoding of a matrix
  *
  * Matrices are row-major doubles unless a comment says float. Every function returns CCE_OK or
  * a failure status after cce_fail() with a detail naming `what` (a layer or tensor). */
@@ -14,6 +16,8 @@
 
 #include <stdint.h>
 
+#include "encoding.h"
+#include "lowrank.h"
 #include "status.h"
 
 #define CCE_NAME "cce"
@@ -110,5 +114,42 @@ cce_status cce_budget_solve(const cce_budget_layer *layers, int L, double rho, d
  * [d, n], G [n, n] and keep [n] (1: in K). With fold == 0 it is W[:, K] unchanged. */
 cce_status cce_fold_down(const float *W, int d, int n, const double *G, double delta,
                          const int *keep, int fold, float *out, const char *what);
+
+/* ---- Stage 4: whitened low rank -------------------------------------------------------------- */
+
+/* The largest rank below break-even: the largest r with r (rows + cols) < rows cols (at most
+ * min(rows, cols)); 0 when no rank saves parameters. */
+int64_t cce_lowrank_max_rank(int64_t rows, int64_t cols);
+
+/* One matrix of a layer as the rank choice sees it. */
+typedef struct cce_lr_matrix {
+    int64_t rows, cols;  /* [out, in] */
+    int64_t k;           /* min(rows, cols) */
+    const double *sigma; /* [k] whitened singular values, descending (borrowed) */
+    const char *what;    /* the tensor, for messages */
+} cce_lr_matrix;
+
+/* Stage 4's choice for one layer (cce_lowrank.c header): rank [n] receives -1 (dense) or a rank
+ * in [1, cce_lowrank_max_rank] per matrix, minimising sum dropped / total + mu * parameters kept
+ * with mu bisected until at least `budget` parameters go, then the overshoot handed back one rank
+ * unit at a time. *removed (may be NULL) gets the parameters removed: budget <= *removed <
+ * budget + (rows + cols) of some matrix; *mu (may be NULL) the multiplier. budget <= 0: all
+ * dense. CCE_ERR_RANGE when even rank 1 everywhere cannot remove the budget. */
+cce_status cce_lowrank_choose(const cce_lr_matrix *m, int n, int64_t budget, int64_t *rank,
+                              int64_t *removed, double *mu);
+
+/* The SVD of W S for w float [rows, cols] with S [cols, cols] = cholesky(G + delta I), G the
+ * input second moment [cols, cols]. *S and *svd are the caller's (free(*S) after
+ * cce_lowrank_svd_free(*svd), which borrows it). Then the output error of truncating to rank r,
+ * tr(dW (G + delta I) dW^T), is cce_lowrank_dropped_energy(*svd, r). CCE_ERR_NUMERIC naming
+ * `what` when G + delta I is not positive definite. */
+cce_status cce_lowrank_whitened(const float *w, int64_t rows, int64_t cols, const double *G,
+                                double delta, const char *what, double **S, cce_lowrank_svd **svd);
+
+/* Rank-r factors A = U_r Sigma_r [rows, r], B = V_r^T S^-1 [r, cols] in float32: their product
+ * (cce_encoding_lowrank_product, so that decoding gives the same bits) into out [rows, cols] and
+ * the lowrank encoding of the pair into *enc (the caller's). CCE_ERR_RANGE for r outside [1, k]. */
+cce_status cce_lowrank_encode(const cce_lowrank_svd *d, int64_t rank, const char *what, float *out,
+                              cce_encoding **enc);
 
 #endif

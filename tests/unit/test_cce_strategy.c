@@ -2,8 +2,11 @@
  * lowrank off it is structured pruning by the greedy score (kept rows/columns unchanged, the kept
  * set of layer 0 is the one cce_greedy_remove picks from the dense statistics); the redundancy
  * budget removes the global target within one neuron per layer; folding changes only down_proj;
- * bad input fails clearly (ratio above 0.9, lowrank / prune_heads not available yet, a target the
- * FFN cannot give); a one-layer model and a calibration set smaller than the width work. */
+ * with low rank (stage 4) each layer removes its planned budget within one rank unit, stage 3
+ * takes prune_share of it, factored matrices carry lowrank encodings, and the variant saves to a
+ * smaller file that reloads bit for bit and evaluates the same; bad input fails clearly (ratio
+ * above 0.9, prune_heads not available yet, a target above the FFN's share with lowrank off, which
+ * lowrank on then meets); a one-layer model and a calibration set smaller than the width work. */
 #include <gsl/gsl_rng.h>
 #include <math.h>
 #include <stdlib.h>
@@ -12,6 +15,9 @@
 #include "../../strategies/cce_internal.h"
 #include "calib.h"
 #include "compress.h"
+#include "encoding.h"
+#include "eval.h"
+#include "report_store.h"
 #include "strategy.h"
 #include "synth.h"
 #include "test_support.h"
@@ -77,6 +83,15 @@ static int kept_rows(const cce_tensor *orig, const cce_tensor *now, int *keep) {
             c++;
         }
     return c == m ? 0 : -1;
+}
+
+/* Weight parameters of block l (the seven matrices). */
+static int64_t layer_params(cce_model *m, int l) {
+    static const cce_layer_tensor w[7] = {CCE_LT_Q,    CCE_LT_K,  CCE_LT_V,   CCE_LT_O,
+                                          CCE_LT_GATE, CCE_LT_UP, CCE_LT_DOWN};
+    int64_t p = 0;
+    for (int i = 0; i < 7; i++) p += cce_tensor_numel(lt(m, l, w[i]));
+    return p;
 }
 
 static void test_reduces_to_structured(void **state) {
@@ -176,13 +191,26 @@ static void test_bad_input(void **state) {
     cce_calib_data d = calib_data(SEGS, SEG_LEN);
     cce_compress_result res;
     assert_int_equal(run(base, "cce:ratio=0.95,lowrank=false", &d, &v, &res), CCE_ERR_RANGE);
-    assert_int_equal(run(base, "cce:ratio=0.3", &d, &v, &res), CCE_ERR_STATE);
-    assert_non_null(strstr(cce_error_detail(), "lowrank"));
     assert_int_equal(run(base, "cce:ratio=0.3,lowrank=false,prune_heads=true", &d, &v, &res),
                      CCE_ERR_STATE);
     assert_non_null(strstr(cce_error_detail(), "prune_heads"));
     assert_int_equal(run(base, "cce:ratio=0.85,lowrank=false", &d, &v, &res), CCE_ERR_RANGE);
     assert_non_null(strstr(cce_error_detail(), "lowrank"));
+    assert_null(v);
+    /* the same target with low rank: met */
+    assert_cce_ok(run(base, "cce:ratio=0.85", &d, &v, &res));
+    int64_t before = 0, after = 0;
+    for (size_t i = 0; i < res.report.n; i++) {
+        before += res.report.rows[i].params_before;
+        after += res.report.rows[i].params_after;
+    }
+    const cce_config *c = cce_model_config(base);
+    int64_t total = 0;
+    for (int l = 0; l < c->n_layers; l++) total += layer_params(base, l);
+    assert_true((double)(before - after) >= 0.85 * (double)total - 1.0);
+    cce_compress_result_clear(&res);
+    cce_model_free(v);
+    v = NULL;
     assert_int_equal(run(base, "cce:ratio=0.3,lowrank=false", NULL, &v, &res), CCE_ERR_STATE);
     assert_null(v);
     cce_model_free(base);
@@ -206,12 +234,140 @@ static void test_one_layer_and_small_calibration(void **state) {
     cce_model_free(base);
 }
 
+/* Per layer: the plan's budget (sum target * size), what the report rows say was removed, the
+ * largest rank unit (rows + cols) of the layer's factored matrices. */
+static void test_lowrank_budget(void **state) {
+    (void)state;
+    cce_model *base = tiny(2), *v;
+    cce_calib_data d = calib_data(SEGS, SEG_LEN);
+    cce_compress_result res;
+    assert_cce_ok(run(base, "cce:ratio=0.5", &d, &v, &res));
+    const cce_config *c = cce_model_config(base);
+    static const cce_layer_tensor w[7] = {CCE_LT_Q,    CCE_LT_K,  CCE_LT_V,   CCE_LT_O,
+                                          CCE_LT_GATE, CCE_LT_UP, CCE_LT_DOWN};
+    int64_t removed_all = 0, total = 0;
+    int factored = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        double budget = 0;
+        for (int i = 0; i < 7; i++) {
+            char name[CCE_PLAN_NAME_MAX];
+            cce_plan_row row;
+            cce_layer_tensor_name(l, w[i], name, sizeof name);
+            assert_cce_ok(cce_plan_resolve(res.plans[0], l, name, &row));
+            budget += row.value * (double)cce_tensor_numel(lt(base, l, w[i]));
+        }
+        int64_t removed = 0, unit = 0;
+        for (size_t i = 0; i < res.report.n; i++) {
+            const cce_report_row *row = &res.report.rows[i];
+            if (row->layer != l) continue;
+            removed += row->params_before - row->params_after;
+            if (row->rank > 0) {
+                factored++;
+                const cce_encoding *e;
+                assert_cce_ok(cce_model_tensor_encoding(v, row->tensor, &e));
+                assert_non_null(e);
+                assert_true(e->lowrank);
+                assert_int_equal(e->rank, row->rank);
+                assert_true(row->rank * (e->rows + e->cols) < e->rows * e->cols);
+                if (e->rows + e->cols > unit) unit = e->rows + e->cols;
+                assert_int_equal(row->bytes_after, 4 * row->rank * (e->rows + e->cols));
+            }
+            assert_true(strstr(row->note, "rho") != NULL);
+        }
+        /* the layer's budget within one rank unit (above, never below) */
+        assert_true((double)removed >= budget - 0.5);
+        assert_true((double)removed < budget + 0.5 + (double)unit);
+        /* stage 3 took its share: prune_share of the budget, in whole neurons */
+        int H = cce_model_layer(base, l)->hidden_dim, m = cce_model_layer(v, l)->hidden_dim;
+        assert_int_equal(H - m, (int)floor(2.0 / 3.0 * llround(budget) / (3.0 * c->dim)));
+        removed_all += removed;
+        total += layer_params(base, l);
+    }
+    assert_true(factored > 0);
+    /* the global target: each layer within one neuron of rounding and one rank unit */
+    assert_true(fabs((double)removed_all - 0.5 * (double)total) <= 2.0 * (3.0 * c->dim + 2 * 64));
+    cce_compress_result_clear(&res);
+    cce_model_free(v);
+    cce_model_free(base);
+}
+
+static long long file_size(const char *path) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+static void test_lowrank_save_reload(void **state) {
+    (void)state;
+    char dir[4096], dense_path[4200], path[4200];
+    snprintf(dir, sizeof dir, "%s", test_scratch_dir("cce_lowrank_rt"));
+    snprintf(dense_path, sizeof dense_path, "%s/dense.h5", dir);
+    snprintf(path, sizeof path, "%s/cce.h5", dir);
+    cce_model *base = tiny(2), *v, *back;
+    cce_calib_data d = calib_data(SEGS, SEG_LEN);
+    cce_compress_result res;
+    assert_cce_ok(run(base, "cce:ratio=0.4", &d, &v, &res));
+    int32_t stream[400];
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, 23);
+    for (int i = 0; i < 400; i++) stream[i] = 3 + (int32_t)gsl_rng_uniform_int(r, 290);
+    gsl_rng_free(r);
+    cce_eval_options eo = {.ctx = 32};
+    cce_eval_result mem, disk;
+    assert_cce_ok(cce_eval(v, base, stream, 400, &eo, &mem));
+    assert_cce_ok(cce_model_save(base, dense_path, NULL));
+    assert_cce_ok(cce_compress_save(v, &res, path, NULL));
+    assert_cce_ok(cce_model_open(path, &back));
+    assert_cce_ok(cce_eval(back, base, stream, 400, &eo, &disk));
+    assert_true(isfinite(mem.mean_nll));
+    assert_true(mem.mean_nll == disk.mean_nll);
+    assert_true(mem.kl_mean == disk.kl_mean);
+    assert_true(mem.kl_mean > 0);
+    int ffn_lowrank = 0, attn_lowrank = 0;
+    for (size_t i = 0; i < res.report.n; i++) {
+        const cce_report_row *row = &res.report.rows[i];
+        cce_tensor *tm, *td;
+        assert_cce_ok(cce_model_tensor(v, row->tensor, &tm));
+        assert_cce_ok(cce_model_tensor(back, row->tensor, &td));
+        assert_int_equal(cce_tensor_numel(tm), cce_tensor_numel(td));
+        assert_memory_equal(tm->data, td->data, (size_t)cce_tensor_numel(tm) * sizeof(float));
+        const cce_encoding *e;
+        assert_cce_ok(cce_model_tensor_encoding(back, row->tensor, &e));
+        if (row->rank > 0) {
+            assert_non_null(e);
+            assert_true(e->lowrank);
+            assert_int_equal(e->rank, row->rank);
+            if (strstr(row->tensor, ".mlp."))
+                ffn_lowrank++;
+            else
+                attn_lowrank++;
+        }
+    }
+    print_message("factored: %d FFN, %d attention; dense file %lld bytes, cce file %lld bytes\n",
+                  ffn_lowrank, attn_lowrank, file_size(dense_path), file_size(path));
+    assert_true(attn_lowrank > 0);
+    /* a pruned layer's factored FFN matrices keep their encoding through the reshape */
+    assert_true(ffn_lowrank > 0);
+    assert_true(file_size(path) < file_size(dense_path));
+    cce_eval_result_free(&mem);
+    cce_eval_result_free(&disk);
+    cce_model_free(back);
+    cce_compress_result_clear(&res);
+    cce_model_free(v);
+    cce_model_free(base);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reduces_to_structured),
         cmocka_unit_test(test_budget_and_fold),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_one_layer_and_small_calibration),
+        cmocka_unit_test(test_lowrank_budget),
+        cmocka_unit_test(test_lowrank_save_reload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
