@@ -130,6 +130,24 @@ int cce_lua_error(lua_State *L, cce_status s, const char *fmt, ...)
 /* Raises "SCRIPT:LINE: <message>" (printf-style). Never returns. */
 int cce_lua_raise(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ---- Result tables -------------------------------------------------------------------------- */
+
+/* Set field k of the table on the stack top to a number, an integer or a string (copied). */
+static inline void cce_lua_set_number(lua_State *L, const char *k, double v) {
+    lua_pushnumber(L, (lua_Number)v);
+    lua_setfield(L, -2, k);
+}
+
+static inline void cce_lua_set_integer(lua_State *L, const char *k, int64_t v) {
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, k);
+}
+
+static inline void cce_lua_set_string(lua_State *L, const char *k, const char *v) {
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
 /* ---- Object life cycle (lua_object.c) ------------------------------------------------------- */
 
 typedef struct cce_lua_object cce_lua_object;

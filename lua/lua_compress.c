@@ -569,48 +569,33 @@ int cce_lua_compress(lua_State *L, int model_idx, int opts_idx) {
 
 /* ---- v:compression() ------------------------------------------------------------------------- */
 
-static void set_int(lua_State *L, const char *k, int64_t v) {
-    lua_pushinteger(L, (lua_Integer)v);
-    lua_setfield(L, -2, k);
-}
-
-static void set_num(lua_State *L, const char *k, double v) {
-    lua_pushnumber(L, (lua_Number)v);
-    lua_setfield(L, -2, k);
-}
-
-static void set_str(lua_State *L, const char *k, const char *v) {
-    lua_pushstring(L, v);
-    lua_setfield(L, -2, k);
-}
-
 void cce_lua_push_report_row(lua_State *L, const cce_report_row *w) {
     lua_createtable(L, 0, 14);
-    set_str(L, "strategy", w->strategy);
-    set_int(L, "layer", w->layer);
-    set_str(L, "tensor", w->tensor);
-    set_int(L, "params_before", w->params_before);
-    set_int(L, "params_after", w->params_after);
-    set_int(L, "bytes_before", w->bytes_before);
-    set_int(L, "bytes_after", w->bytes_after);
-    set_num(L, "bits_per_weight", w->bits_per_weight);
-    set_num(L, "sparsity", w->sparsity);
-    set_int(L, "rank", w->rank);
-    set_num(L, "rel_fro_error", w->rel_fro_error);
-    set_num(L, "output_error", w->output_error);
-    set_num(L, "seconds", w->seconds);
-    set_str(L, "note", w->note);
+    cce_lua_set_string(L, "strategy", w->strategy);
+    cce_lua_set_integer(L, "layer", w->layer);
+    cce_lua_set_string(L, "tensor", w->tensor);
+    cce_lua_set_integer(L, "params_before", w->params_before);
+    cce_lua_set_integer(L, "params_after", w->params_after);
+    cce_lua_set_integer(L, "bytes_before", w->bytes_before);
+    cce_lua_set_integer(L, "bytes_after", w->bytes_after);
+    cce_lua_set_number(L, "bits_per_weight", w->bits_per_weight);
+    cce_lua_set_number(L, "sparsity", w->sparsity);
+    cce_lua_set_integer(L, "rank", w->rank);
+    cce_lua_set_number(L, "rel_fro_error", w->rel_fro_error);
+    cce_lua_set_number(L, "output_error", w->output_error);
+    cce_lua_set_number(L, "seconds", w->seconds);
+    cce_lua_set_string(L, "note", w->note);
 }
 
 static void push_totals(lua_State *L, const cce_compress_totals *t) {
     lua_createtable(L, 0, 7);
-    set_int(L, "tensors", t->tensors);
-    set_int(L, "params_before", t->params_before);
-    set_int(L, "params_after", t->params_after);
-    set_int(L, "bytes_before", t->bytes_before);
-    set_int(L, "bytes_after", t->bytes_after);
-    set_num(L, "byte_ratio", t->byte_ratio);
-    set_num(L, "bits_per_weight", t->bits_per_weight);
+    cce_lua_set_integer(L, "tensors", t->tensors);
+    cce_lua_set_integer(L, "params_before", t->params_before);
+    cce_lua_set_integer(L, "params_after", t->params_after);
+    cce_lua_set_integer(L, "bytes_before", t->bytes_before);
+    cce_lua_set_integer(L, "bytes_after", t->bytes_after);
+    cce_lua_set_number(L, "byte_ratio", t->byte_ratio);
+    cce_lua_set_number(L, "bits_per_weight", t->bits_per_weight);
 }
 
 /* The steps' parameters as a JSON array [{"strategy": ..., "params": {...}}, ...] (pushed). */
@@ -650,13 +635,13 @@ int cce_lua_push_compression(lua_State *L, int idx) {
     lua_setfield(L, -2, "strategy");
     push_params_json(L, r);
     lua_setfield(L, -2, "params");
-    set_str(L, "plan", mo->plan_json ? mo->plan_json : "{}");
+    cce_lua_set_string(L, "plan", mo->plan_json ? mo->plan_json : "{}");
     lua_createtable(L, (int)r->n_steps, 0);
     for (size_t k = 0; k < r->n_steps; k++) {
         lua_createtable(L, 0, 3);
-        set_str(L, "strategy", r->steps[k].strategy);
-        set_str(L, "params", r->steps[k].params);
-        set_str(L, "params_json", r->steps[k].params_json);
+        cce_lua_set_string(L, "strategy", r->steps[k].strategy);
+        cce_lua_set_string(L, "params", r->steps[k].params);
+        cce_lua_set_string(L, "params_json", r->steps[k].params_json);
         lua_rawseti(L, -2, (lua_Integer)k + 1);
     }
     lua_setfield(L, -2, "steps");
@@ -670,10 +655,10 @@ int cce_lua_push_compression(lua_State *L, int idx) {
     lua_setfield(L, -2, "classifier");
     push_totals(L, &s->model);
     lua_setfield(L, -2, "model");
-    set_num(L, "byte_ratio", s->blocks.byte_ratio);
-    set_num(L, "bits_per_weight", s->blocks.bits_per_weight);
-    set_num(L, "seconds", s->seconds);
-    set_num(L, "calib_seconds", s->calib_seconds);
+    cce_lua_set_number(L, "byte_ratio", s->blocks.byte_ratio);
+    cce_lua_set_number(L, "bits_per_weight", s->blocks.bits_per_weight);
+    cce_lua_set_number(L, "seconds", s->seconds);
+    cce_lua_set_number(L, "calib_seconds", s->calib_seconds);
     lua_setfield(L, -2, "summary");
     lua_createtable(L, (int)r->report.n, 0);
     for (size_t i = 0; i < r->report.n; i++) {

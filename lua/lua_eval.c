@@ -19,45 +19,35 @@ static void eval_progress(void *user, long done, long total) {
     if (o && o->progress) o->progress("eval windows", done, total);
 }
 
-static void set_num(lua_State *L, const char *k, double v) {
-    lua_pushnumber(L, (lua_Number)v);
-    lua_setfield(L, -2, k);
-}
-
-static void set_int(lua_State *L, const char *k, int64_t v) {
-    lua_pushinteger(L, (lua_Integer)v);
-    lua_setfield(L, -2, k);
-}
-
 /* The metrics table of a result (field names in lua/README.md, "m:eval"). */
 static void push_result(lua_State *L, const cce_eval_result *r, const char *protocol) {
     lua_createtable(L, 0, 32);
-    set_num(L, "ppl", r->ppl);
-    set_num(L, "ppl_stderr", r->ppl_stderr);
-    set_num(L, "nll", r->mean_nll);
-    set_num(L, "nll_stderr", r->nll_stderr);
-    set_num(L, "top1", r->top1);
-    set_int(L, "tokens", r->n_tokens);
-    set_int(L, "windows", r->n_windows);
-    set_int(L, "ctx", r->ctx);
-    set_num(L, "seconds", r->seconds);
-    set_num(L, "tokens_per_s", r->tokens_per_s);
+    cce_lua_set_number(L, "ppl", r->ppl);
+    cce_lua_set_number(L, "ppl_stderr", r->ppl_stderr);
+    cce_lua_set_number(L, "nll", r->mean_nll);
+    cce_lua_set_number(L, "nll_stderr", r->nll_stderr);
+    cce_lua_set_number(L, "top1", r->top1);
+    cce_lua_set_integer(L, "tokens", r->n_tokens);
+    cce_lua_set_integer(L, "windows", r->n_windows);
+    cce_lua_set_integer(L, "ctx", r->ctx);
+    cce_lua_set_number(L, "seconds", r->seconds);
+    cce_lua_set_number(L, "tokens_per_s", r->tokens_per_s);
     lua_pushstring(L, protocol);
     lua_setfield(L, -2, "protocol");
     if (!r->has_ref) return;
-    set_num(L, "kl", r->kl_mean);
-    set_num(L, "kl_stderr", r->kl_stderr);
-    set_num(L, "kl_p99", r->kl_p99);
-    set_num(L, "top1_agree", r->top1_agree);
-    set_num(L, "dp_mean", r->dp_mean);
-    set_num(L, "dp_stderr", r->dp_stderr);
+    cce_lua_set_number(L, "kl", r->kl_mean);
+    cce_lua_set_number(L, "kl_stderr", r->kl_stderr);
+    cce_lua_set_number(L, "kl_p99", r->kl_p99);
+    cce_lua_set_number(L, "top1_agree", r->top1_agree);
+    cce_lua_set_number(L, "dp_mean", r->dp_mean);
+    cce_lua_set_number(L, "dp_stderr", r->dp_stderr);
     for (int i = 0; i < CCE_EVAL_DP_PERCENTILES; i++) {
         char key[40];
         snprintf(key, sizeof key, "dp_p%g", cce_eval_dp_percentiles[i]);
-        set_num(L, key, r->dp_p[i]);
+        cce_lua_set_number(L, key, r->dp_p[i]);
     }
-    set_num(L, "dp_min", r->dp_min);
-    set_num(L, "dp_max", r->dp_max);
+    cce_lua_set_number(L, "dp_min", r->dp_min);
+    cce_lua_set_number(L, "dp_max", r->dp_max);
 }
 
 /* The name T of a task entry for its metrics (T_acc, ...): "cloze", or a JSONL file's name

@@ -254,11 +254,6 @@ static int l_synth(lua_State *L) {
 
 /* ---- Methods --------------------------------------------------------------------------------- */
 
-static void set_int(lua_State *L, const char *k, lua_Integer v) {
-    lua_pushinteger(L, v);
-    lua_setfield(L, -2, k);
-}
-
 /* m:info() -> {dim=, ..., params=, path=, sha256=, source=, variant=, tensors={names},
  *              layers={{layer=, hidden_dim=, n_heads=, n_kv_heads=, removed=, params=}, ...}} */
 static int m_info(lua_State *L) {
@@ -267,21 +262,21 @@ static int m_info(lua_State *L) {
     const cce_config *c = cce_model_config(m);
     const char *sha = cce_lua_model_sha256(L, mo);
     lua_createtable(L, 0, 24);
-    set_int(L, "dim", c->dim);
-    set_int(L, "hidden_dim", c->hidden_dim);
-    set_int(L, "n_layers", c->n_layers);
-    set_int(L, "n_heads", c->n_heads);
-    set_int(L, "n_kv_heads", c->n_kv_heads);
-    set_int(L, "head_dim", c->head_dim);
-    set_int(L, "vocab_size", c->vocab_size);
-    set_int(L, "seq_len", c->seq_len);
+    cce_lua_set_integer(L, "dim", c->dim);
+    cce_lua_set_integer(L, "hidden_dim", c->hidden_dim);
+    cce_lua_set_integer(L, "n_layers", c->n_layers);
+    cce_lua_set_integer(L, "n_heads", c->n_heads);
+    cce_lua_set_integer(L, "n_kv_heads", c->n_kv_heads);
+    cce_lua_set_integer(L, "head_dim", c->head_dim);
+    cce_lua_set_integer(L, "vocab_size", c->vocab_size);
+    cce_lua_set_integer(L, "seq_len", c->seq_len);
     lua_pushnumber(L, c->rope_theta);
     lua_setfield(L, -2, "rope_theta");
     lua_pushnumber(L, c->norm_eps);
     lua_setfield(L, -2, "norm_eps");
     lua_pushboolean(L, c->tied_embeddings);
     lua_setfield(L, -2, "tied_embeddings");
-    set_int(L, "params", (lua_Integer)cce_model_total_params(m));
+    cce_lua_set_integer(L, "params", (lua_Integer)cce_model_total_params(m));
     if (mo->path) {
         lua_pushstring(L, mo->path);
         lua_setfield(L, -2, "path");
@@ -294,8 +289,8 @@ static int m_info(lua_State *L) {
     lua_setfield(L, -2, "variant");
     const cce_tokenizer *tok = cce_model_tokenizer(m);
     if (tok) {
-        set_int(L, "bos", cce_tokenizer_bos(tok));
-        set_int(L, "eos", cce_tokenizer_eos(tok));
+        cce_lua_set_integer(L, "bos", cce_tokenizer_bos(tok));
+        cce_lua_set_integer(L, "eos", cce_tokenizer_eos(tok));
     }
     size_t n = cce_model_tensor_count(m);
     lua_createtable(L, (int)n, 0);
@@ -308,13 +303,13 @@ static int m_info(lua_State *L) {
     for (int l = 0; l < c->n_layers; l++) {
         const cce_layer_shape *ls = cce_model_layer(m, l);
         lua_createtable(L, 0, 6);
-        set_int(L, "layer", l);
-        set_int(L, "hidden_dim", ls->hidden_dim);
-        set_int(L, "n_heads", ls->n_heads);
-        set_int(L, "n_kv_heads", ls->n_kv_heads);
+        cce_lua_set_integer(L, "layer", l);
+        cce_lua_set_integer(L, "hidden_dim", ls->hidden_dim);
+        cce_lua_set_integer(L, "n_heads", ls->n_heads);
+        cce_lua_set_integer(L, "n_kv_heads", ls->n_kv_heads);
         lua_pushboolean(L, ls->removed);
         lua_setfield(L, -2, "removed");
-        set_int(L, "params", (lua_Integer)cce_model_layer_params(m, l));
+        cce_lua_set_integer(L, "params", (lua_Integer)cce_model_layer_params(m, l));
         lua_rawseti(L, -2, l + 1);
     }
     lua_setfield(L, -2, "layers");

@@ -61,26 +61,11 @@ static results_guard *push_guard(lua_State *L) {
 
 /* ---- Run tables ------------------------------------------------------------------------------ */
 
-static void set_str(lua_State *L, const char *k, const char *v) {
-    lua_pushstring(L, v);
-    lua_setfield(L, -2, k);
-}
-
-static void set_int(lua_State *L, const char *k, int64_t v) {
-    lua_pushinteger(L, (lua_Integer)v);
-    lua_setfield(L, -2, k);
-}
-
-static void set_num(lua_State *L, const char *k, double v) {
-    lua_pushnumber(L, (lua_Number)v);
-    lua_setfield(L, -2, k);
-}
-
 /* Pushes a run as {id=, <attributes>, metrics={...}, n_layer_rows=, tables={name=rows}}: seed as
  * an integer, seconds as a number, the other attributes as strings. */
 static void push_run(lua_State *L, const cce_run_info *run) {
     lua_createtable(L, 0, (int)run->n_attrs + 4);
-    set_str(L, "id", run->id);
+    cce_lua_set_string(L, "id", run->id);
     for (size_t i = 0; i < run->n_attrs; i++) {
         const char *name = run->attr_names[i], *value = run->attr_values[i];
         if (!strcmp(name, "seed")) {
@@ -100,12 +85,12 @@ static void push_run(lua_State *L, const cce_run_info *run) {
     }
     lua_createtable(L, 0, (int)run->n_metrics);
     for (size_t i = 0; i < run->n_metrics; i++)
-        set_num(L, run->metric_names[i], run->metric_values[i]);
+        cce_lua_set_number(L, run->metric_names[i], run->metric_values[i]);
     lua_setfield(L, -2, "metrics");
-    set_int(L, "n_layer_rows", (int64_t)run->n_layer_rows);
+    cce_lua_set_integer(L, "n_layer_rows", (int64_t)run->n_layer_rows);
     lua_createtable(L, 0, (int)run->n_tables);
     for (size_t i = 0; i < run->n_tables; i++)
-        set_int(L, run->table_names[i], (int64_t)run->table_rows[i]);
+        cce_lua_set_integer(L, run->table_names[i], (int64_t)run->table_rows[i]);
     lua_setfield(L, -2, "tables");
 }
 

@@ -38,21 +38,6 @@
 #include "results_table.h"
 #include "task.h"
 
-static void set_num(lua_State *L, const char *k, double v) {
-    lua_pushnumber(L, (lua_Number)v);
-    lua_setfield(L, -2, k);
-}
-
-static void set_int(lua_State *L, const char *k, int64_t v) {
-    lua_pushinteger(L, (lua_Integer)v);
-    lua_setfield(L, -2, k);
-}
-
-static void set_str(lua_State *L, const char *k, const char *v) {
-    lua_pushstring(L, v);
-    lua_setfield(L, -2, k);
-}
-
 static void task_progress(void *user, long done, long total) {
     const cce_lua_options *o = user;
     if (o && o->progress) o->progress("task items", done, total);
@@ -72,25 +57,25 @@ static void push_task_result(lua_State *L, const cce_task *t, const cce_task_res
     char line[2048];
     cce_task_protocol_line(t, r, line, sizeof line);
     lua_createtable(L, 0, 24);
-    set_num(L, "acc", r->acc);
-    set_num(L, "acc_stderr", r->acc_stderr);
-    set_num(L, "acc_norm", r->acc_norm);
-    set_num(L, "acc_norm_stderr", r->acc_norm_stderr);
-    set_num(L, "chance", r->chance);
-    set_int(L, "items", (int64_t)r->n_items);
+    cce_lua_set_number(L, "acc", r->acc);
+    cce_lua_set_number(L, "acc_stderr", r->acc_stderr);
+    cce_lua_set_number(L, "acc_norm", r->acc_norm);
+    cce_lua_set_number(L, "acc_norm_stderr", r->acc_norm_stderr);
+    cce_lua_set_number(L, "chance", r->chance);
+    cce_lua_set_integer(L, "items", (int64_t)r->n_items);
     int common = t->items[0].n_choices;
     for (size_t i = 1; i < t->n_items; i++)
         if (t->items[i].n_choices != common) common = 0;
-    if (common) set_int(L, "choices", common);
-    set_int(L, "truncated", (int64_t)r->n_truncated);
-    set_int(L, "tokens", r->n_tokens);
-    set_num(L, "seconds", r->seconds);
-    set_int(L, "ctx", r->ctx);
-    set_str(L, "protocol", line);
-    set_str(L, "task", t->name);
-    set_str(L, "recipe", t->recipe);
-    set_str(L, "source", t->source);
-    set_str(L, "sha256", t->sha256);
+    if (common) cce_lua_set_integer(L, "choices", common);
+    cce_lua_set_integer(L, "truncated", (int64_t)r->n_truncated);
+    cce_lua_set_integer(L, "tokens", r->n_tokens);
+    cce_lua_set_number(L, "seconds", r->seconds);
+    cce_lua_set_integer(L, "ctx", r->ctx);
+    cce_lua_set_string(L, "protocol", line);
+    cce_lua_set_string(L, "task", t->name);
+    cce_lua_set_string(L, "recipe", t->recipe);
+    cce_lua_set_string(L, "source", t->source);
+    cce_lua_set_string(L, "sha256", t->sha256);
     set_flags(L, "correct", r->correct, r->n_items);
     set_flags(L, "correct_norm", r->correct_norm, r->n_items);
 }
@@ -240,30 +225,30 @@ static int l_task_identity(lua_State *L) {
         return cce_lua_error(L, s, FN_IDENT);
     }
     lua_createtable(L, 0, 5);
-    set_str(L, "task", box->t->name);
-    set_str(L, "recipe", box->t->recipe);
-    set_str(L, "source", box->t->source);
-    set_str(L, "sha256", box->t->sha256);
-    set_int(L, "items", (int64_t)box->t->n_items);
+    cce_lua_set_string(L, "task", box->t->name);
+    cce_lua_set_string(L, "recipe", box->t->recipe);
+    cce_lua_set_string(L, "source", box->t->source);
+    cce_lua_set_string(L, "sha256", box->t->sha256);
+    cce_lua_set_integer(L, "items", (int64_t)box->t->n_items);
     scratch_clear(box);
     return 1;
 }
 
 static void push_bootstrap(lua_State *L, const cce_bootstrap_result *b) {
     lua_createtable(L, 0, 12);
-    set_num(L, "diff", b->diff);
-    set_num(L, "ci_low", b->ci_low);
-    set_num(L, "ci_high", b->ci_high);
-    set_num(L, "se", b->se);
+    cce_lua_set_number(L, "diff", b->diff);
+    cce_lua_set_number(L, "ci_low", b->ci_low);
+    cce_lua_set_number(L, "ci_high", b->ci_high);
+    cce_lua_set_number(L, "se", b->se);
     lua_pushboolean(L, b->significant);
     lua_setfield(L, -2, "significant");
-    set_num(L, "a", b->mean_a);
-    set_num(L, "b", b->mean_b);
-    set_int(L, "blocks", (int64_t)b->n_blocks);
-    set_num(L, "values", b->n_values);
-    set_int(L, "resamples", b->resamples);
-    set_int(L, "seed", (int64_t)b->seed);
-    set_num(L, "level", b->level);
+    cce_lua_set_number(L, "a", b->mean_a);
+    cce_lua_set_number(L, "b", b->mean_b);
+    cce_lua_set_integer(L, "blocks", (int64_t)b->n_blocks);
+    cce_lua_set_number(L, "values", b->n_values);
+    cce_lua_set_integer(L, "resamples", b->resamples);
+    cce_lua_set_integer(L, "seed", (int64_t)b->seed);
+    cce_lua_set_number(L, "level", b->level);
 }
 
 /* Reads the bootstrap options of the table at idx (may be absent) into o. */
