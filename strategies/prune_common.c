@@ -119,8 +119,9 @@ static inline void buckets_of(const float *w, const float *scale, int64_t j0, in
 }
 
 /* The (k+1)-th smallest score of w[0..n) (0 <= k < n) and in *less how many score below it.
- * One pass finds the range, one counts the scores into N_BUCKETS buckets, a third copies the
- * bucket holding index k into scratch, and a quickselect finishes within it. */
+ * One pass finds the range, one counts the scores into N_BUCKETS buckets (keeping each score's
+ * bucket), a third copies the bucket holding index k into scratch, and a quickselect finishes
+ * within it. */
 static float select_scores(const float *w, const float *scale, int64_t n, int64_t k, float *scratch,
                            int64_t *less) {
     float lo = INFINITY, hi = -INFINITY;
@@ -142,12 +143,16 @@ static float select_scores(const float *w, const float *scale, int64_t n, int64_
     float inv = (float)N_BUCKETS / (hi - lo);
     if (!(inv <= 3.0e38f) || !isfinite(hi) || !isfinite(lo)) inv = 0; /* one bucket */
     int32_t hist[2][N_BUCKETS] = {{0}}; /* two interleaved counts, fewer store stalls */
+    /* Every score's bucket, kept for the third pass (which otherwise computes them again); when
+     * the allocation fails the third pass recomputes them into bk. */
+    uint8_t *all = malloc((size_t)n);
     uint8_t bk[CHUNK];
     for (int64_t j0 = 0; j0 < n; j0 += CHUNK) {
         int len = n - j0 < CHUNK ? (int)(n - j0) : CHUNK, l = 0;
-        buckets_of(w, scale, j0, len, lo, inv, bk);
-        for (; l + 2 <= len; l += 2) hist[0][bk[l]]++, hist[1][bk[l + 1]]++;
-        if (l < len) hist[0][bk[l]]++;
+        uint8_t *dst = all ? all + j0 : bk;
+        buckets_of(w, scale, j0, len, lo, inv, dst);
+        for (; l + 2 <= len; l += 2) hist[0][dst[l]]++, hist[1][dst[l + 1]]++;
+        if (l < len) hist[0][dst[l]]++;
     }
     int64_t below = 0;
     int b = 0;
@@ -159,11 +164,13 @@ static float select_scores(const float *w, const float *scale, int64_t n, int64_
     int64_t m = 0;
     for (int64_t j0 = 0; j0 < n; j0 += CHUNK) {
         int len = n - j0 < CHUNK ? (int)(n - j0) : CHUNK, hits = 0;
-        buckets_of(w, scale, j0, len, lo, inv, bk);
-        for (int l = 0; l < len; l++) hits += bk[l] == b;
+        const uint8_t *c = all ? all + j0 : bk;
+        if (!all) buckets_of(w, scale, j0, len, lo, inv, bk);
+        for (int l = 0; l < len; l++) hits += c[l] == b;
         for (int l = 0; hits > 0 && l < len; l++)
-            if (bk[l] == b) scratch[m++] = score_of(w, scale, j0 + l), hits--;
+            if (c[l] == b) scratch[m++] = score_of(w, scale, j0 + l), hits--;
     }
+    free(all);
     int64_t in_less;
     float t = select_kth(scratch, m, k - below, &in_less);
     *less = below + in_less;
