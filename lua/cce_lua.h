@@ -29,6 +29,7 @@
 
 #include "calib.h"
 #include "compress.h"
+#include "eval.h"
 #include "model.h"
 #include "plan.h"
 #include "status.h"
@@ -298,6 +299,10 @@ void cce_lua_push_layer_key(lua_State *L, int order_idx, const cce_lua_layer_key
 /* v:compression() (lua_compress.c): pushes the table describing how the variant at idx was made,
  * or nil for a model that is not one. Returns 1. */
 int cce_lua_push_compression(lua_State *L, int idx);
+
+/* Pushes the metrics table of an evaluation (fields in lua/README.md, "m:eval"; the reference
+ * metrics only when r->has_ref); protocol is the line cce_eval_protocol_line gives. (lua_eval.c) */
+void cce_lua_push_eval_result(lua_State *L, const cce_eval_result *r, const char *protocol);
 
 /* m:eval{...} (lua_eval.c). Returns 1 (the metrics table), or 2 with windows = true (and the
  * "eval_windows" table). */

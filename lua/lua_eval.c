@@ -19,8 +19,8 @@ static void eval_progress(void *user, long done, long total) {
     if (o && o->progress) o->progress("eval windows", done, total);
 }
 
-/* The metrics table of a result (field names in lua/README.md, "m:eval"). */
-static void push_result(lua_State *L, const cce_eval_result *r, const char *protocol) {
+/* Pushes the metrics table of an evaluation (cce_lua.h). */
+void cce_lua_push_eval_result(lua_State *L, const cce_eval_result *r, const char *protocol) {
     lua_createtable(L, 0, 32);
     cce_lua_set_number(L, "ppl", r->ppl);
     cce_lua_set_number(L, "ppl_stderr", r->ppl_stderr);
@@ -215,7 +215,7 @@ int cce_lua_eval(lua_State *L, int model_idx, int opts_idx) {
     char protocol[1024];
     cce_eval_protocol_line(&r, tk ? tk->dataset : ds->name, tk ? tk->sha256 : ds->sha256, protocol,
                            sizeof protocol);
-    push_result(L, &r, protocol);
+    cce_lua_push_eval_result(L, &r, protocol);
     lua_getfield(L, opts_idx, "tasks");
     if (!lua_isnil(L, -1)) {
         if (!lua_istable(L, -1))

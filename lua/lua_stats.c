@@ -193,39 +193,6 @@ static int l_activation_table(lua_State *L) {
     return 1;
 }
 
-/* The metrics of an evaluation, named as m:eval names them (lua/README.md, "m:eval"). */
-static void push_metrics(lua_State *L, const cce_eval_result *r, const char *protocol) {
-    lua_createtable(L, 0, 32);
-    cce_lua_set_number(L, "ppl", r->ppl);
-    cce_lua_set_number(L, "ppl_stderr", r->ppl_stderr);
-    cce_lua_set_number(L, "nll", r->mean_nll);
-    cce_lua_set_number(L, "nll_stderr", r->nll_stderr);
-    cce_lua_set_number(L, "top1", r->top1);
-    lua_pushinteger(L, (lua_Integer)r->n_tokens);
-    lua_setfield(L, -2, "tokens");
-    lua_pushinteger(L, (lua_Integer)r->n_windows);
-    lua_setfield(L, -2, "windows");
-    lua_pushinteger(L, (lua_Integer)r->ctx);
-    lua_setfield(L, -2, "ctx");
-    cce_lua_set_number(L, "seconds", r->seconds);
-    cce_lua_set_number(L, "tokens_per_s", r->tokens_per_s);
-    lua_pushstring(L, protocol);
-    lua_setfield(L, -2, "protocol");
-    cce_lua_set_number(L, "kl", r->kl_mean);
-    cce_lua_set_number(L, "kl_stderr", r->kl_stderr);
-    cce_lua_set_number(L, "kl_p99", r->kl_p99);
-    cce_lua_set_number(L, "top1_agree", r->top1_agree);
-    cce_lua_set_number(L, "dp_mean", r->dp_mean);
-    cce_lua_set_number(L, "dp_stderr", r->dp_stderr);
-    for (int i = 0; i < CCE_EVAL_DP_PERCENTILES; i++) {
-        char key[40];
-        snprintf(key, sizeof key, "dp_p%g", cce_eval_dp_percentiles[i]);
-        cce_lua_set_number(L, key, r->dp_p[i]);
-    }
-    cce_lua_set_number(L, "dp_min", r->dp_min);
-    cce_lua_set_number(L, "dp_max", r->dp_max);
-}
-
 /* cce.record_activations{model=, dense=, reference=, data=, table= [, windows=true]}
  *   -> metrics [, the "eval_windows" table (bootstrap.h) when windows is true] */
 static int l_record_activations(lua_State *L) {
@@ -272,7 +239,7 @@ static int l_record_activations(lua_State *L) {
     if (s) return cce_lua_error(L, s, FN);
     char protocol[1024];
     cce_eval_protocol_line(&r, name, sha256, protocol, sizeof protocol);
-    push_metrics(L, &r, protocol);
+    cce_lua_push_eval_result(L, &r, protocol);
     if (!win) return 1;
     lua_pushvalue(L, win_idx);
     return 2;
