@@ -261,15 +261,72 @@ static size_t job_names(cce_model *m, int layer, char names[CCE_LT_COUNT][CCE_PL
     return n;
 }
 
-/* A job's pending widths or removal, applied to the variant with the job's changed tensors
- * (cce_model_reshape_layer / cce_model_remove_layer). A block job holds its layer's tensors in
- * cce_layer_tensor order (job_names), so slot i is tensor kind i. */
+/* Copies of the layer's biases into the job (job->bias, NULL when absent). */
+static cce_status fill_job_biases(driver *d, cce_block_job *job) {
+    for (int b = 0; b < CCE_LB_COUNT; b++) {
+        cce_tensor *cur;
+        cce_status st = cce_model_layer_bias(d->variant, job->layer, (cce_layer_bias)b, &cur);
+        if (!st && cur) st = cce_tensor_clone(cur, &job->bias[b]);
+        if (st) return st;
+    }
+    return CCE_OK;
+}
+
+/* Which of the job's biases differ from the variant's (presence, length or values). */
+static cce_status biases_changed(driver *d, const cce_block_job *job, int changed[CCE_LB_COUNT]) {
+    for (int b = 0; b < CCE_LB_COUNT; b++) {
+        cce_tensor *cur;
+        const cce_tensor *jb = job->bias[b];
+        cce_status st = cce_model_layer_bias(d->variant, job->layer, (cce_layer_bias)b, &cur);
+        if (st) return st;
+        changed[b] =
+            !cur != !jb || (cur && (cce_tensor_numel(cur) != cce_tensor_numel(jb) ||
+                                    memcmp(cur->data, jb->data,
+                                           (size_t)cce_tensor_numel(cur) * sizeof(float)) != 0));
+    }
+    return CCE_OK;
+}
+
+/* The job's changed biases into the variant (after its weights, whose rows they match), or with
+ * the layer's new widths when `reshape` (cce_model_reshape_layer_biases with fresh tensors).
+ * Removed biases go first. The variant owns the ones it takes. */
+static cce_status apply_biases(driver *d, cce_block_job *job, const cce_layer_shape *reshape,
+                               cce_tensor *const *fresh) {
+    int changed[CCE_LB_COUNT];
+    cce_status st = biases_changed(d, job, changed);
+    for (int b = 0; b < CCE_LB_COUNT && !st; b++)
+        if (changed[b] && !job->bias[b])
+            st = cce_model_set_layer_bias(d->variant, job->layer, (cce_layer_bias)b, NULL);
+    if (st) return st;
+    if (reshape) {
+        cce_tensor *nb[CCE_LB_COUNT] = {0};
+        for (int b = 0; b < CCE_LB_COUNT; b++)
+            if (changed[b]) nb[b] = job->bias[b];
+        if ((st = cce_model_reshape_layer_biases(d->variant, job->layer, reshape, fresh, nb)))
+            return st;
+        for (int b = 0; b < CCE_LB_COUNT; b++)
+            if (changed[b]) job->bias[b] = NULL; /* the variant owns it now */
+        return CCE_OK;
+    }
+    for (int b = 0; b < CCE_LB_COUNT && !st; b++) {
+        if (!changed[b] || !job->bias[b]) continue;
+        cce_tensor *t = job->bias[b];
+        job->bias[b] = NULL;
+        st = cce_model_set_layer_bias(d->variant, job->layer, (cce_layer_bias)b, t);
+    }
+    return st;
+}
+
+/* A job's pending widths or removal, applied to the variant with the job's changed tensors and
+ * biases (cce_model_reshape_layer_biases / cce_model_remove_layer, which drops the biases too). A
+ * block job holds its layer's tensors in cce_layer_tensor order (job_names), so slot i is tensor
+ * kind i. */
 static cce_status apply_layer_shape(driver *d, cce_block_job *job, const int *changed) {
     if (job->new_shape.removed) return cce_model_remove_layer(d->variant, job->layer);
     cce_tensor *fresh[CCE_LT_COUNT] = {0};
     for (size_t i = 0; i < job->n && i < CCE_LT_COUNT; i++)
         if (changed[i]) fresh[i] = job->tensors[i].weight;
-    cce_status st = cce_model_reshape_layer(d->variant, job->layer, &job->new_shape, fresh);
+    cce_status st = apply_biases(d, job, &job->new_shape, fresh);
     if (st) {
         cce_error_prefix("%s: ", job->tensors[0].name);
         return st;
@@ -313,6 +370,7 @@ static cce_status run_job(driver *d, size_t k, cce_strategy_instance *inst, cons
             st = cce_block_job_set(job, i, names[i], copy, rows[i].value,
                                    rows[i].source == CCE_PLAN_SKIP);
     }
+    if (!st && layer >= 0) st = fill_job_biases(d, job);
     job->model = d->variant;
     job->calib = calib;
     job->can_resize = (s->needs & CCE_NEEDS_RESIZE) != 0;
@@ -358,6 +416,7 @@ static cce_status run_job(driver *d, size_t k, cce_strategy_instance *inst, cons
             cce_encoding_free(enc);
         }
     }
+    if (!st && layer >= 0 && !job->reshaped) st = apply_biases(d, job, NULL, NULL);
     if (st) d->res->report.n = first;
     cce_block_job_free(job);
     return st;
@@ -423,6 +482,31 @@ static void totals_add(cce_compress_totals *t, int64_t numel, int64_t params_aft
     t->bytes_after += bytes_after;
 }
 
+/* The biases (model.h) of the blocks: parameters and float32 bytes, before (the base's) and
+ * after (the variant's: sliced, added or dropped with a removed layer), not counted as tensors. */
+static void add_biases(cce_model *base, cce_model *variant, cce_compress_summary *sum) {
+    for (int l = 0; l < cce_model_config(base)->n_layers; l++) {
+        int64_t before = 0, after = 0;
+        for (int b = 0; b < CCE_LB_COUNT; b++) {
+            cce_tensor *t;
+            if (cce_model_has_layer_bias(base, l, (cce_layer_bias)b) &&
+                !cce_model_layer_bias(base, l, (cce_layer_bias)b, &t) && t)
+                before += cce_tensor_numel(t);
+            if (cce_model_has_layer_bias(variant, l, (cce_layer_bias)b) &&
+                !cce_model_layer_bias(variant, l, (cce_layer_bias)b, &t) && t)
+                after += cce_tensor_numel(t);
+        }
+        cce_compress_totals *groups[2] = {&sum->model, &sum->blocks};
+        for (int g = 0; g < 2; g++) {
+            groups[g]->params_before += before;
+            groups[g]->params_after += after;
+            groups[g]->bytes_before += 4 * before;
+            groups[g]->bytes_after += 4 * after;
+        }
+    }
+    cce_error_clear();
+}
+
 static void totals_finish(cce_compress_totals *t) {
     t->byte_ratio = t->bytes_before ? 1.0 - (double)t->bytes_after / (double)t->bytes_before : 0;
     t->bits_per_weight =
@@ -431,7 +515,7 @@ static void totals_finish(cce_compress_totals *t) {
 
 /* Sizes before are the base's: structured steps shrink tensors and layer removal drops them,
  * and their report rows say what is left. */
-static void summarize(cce_model *base, cce_compress_result *res) {
+static void summarize(cce_model *base, cce_model *variant, cce_compress_result *res) {
     cce_compress_summary *sum = &res->summary;
     size_t n = cce_model_tensor_count(base);
     for (size_t i = 0; i < n; i++) {
@@ -455,6 +539,7 @@ static void summarize(cce_model *base, cce_compress_result *res) {
         else if (!strcmp(name, cce_global_tensor_name(CCE_GT_LM_HEAD)))
             totals_add(&sum->classifier, numel, params, bytes);
     }
+    add_biases(base, variant, sum);
     totals_finish(&sum->model);
     totals_finish(&sum->blocks);
     totals_finish(&sum->embeddings);
@@ -508,7 +593,7 @@ cce_status cce_compress(cce_model *base, cce_strategy_instance *const *steps, si
         cce_compress_result_clear(result);
         return st;
     }
-    summarize(base, result);
+    summarize(base, d.variant, result);
     result->summary.seconds = now_seconds() - t0;
     *variant = d.variant;
     return CCE_OK;

@@ -38,6 +38,12 @@
  * Other strategies' jobs do not grant resizing: cce_block_job_resize gives them CCE_ERR_STATE.
  * The summary's sizes before are the base's, so removed and shrunk tensors count as removed.
  *
+ * Biases (model.h): a block job carries copies of its layer's biases (job->bias). After a
+ * successful apply, those that differ from the variant's (set with cce_block_job_set_bias or
+ * changed in place) replace them, with the new widths when the layer is reshaped
+ * (cce_model_reshape_layer_biases); a removed block loses its biases. Strategies that only change
+ * weights leave them as they are.
+ *
  * Encodings (encoding.h). A strategy may hand back how a tensor is stored (cce_job_tensor.
  * encoding: a quant payload, a sparse pattern). The driver keeps it with the variant's tensor
  * (cce_model_put_encoded), so that saving writes the compressed form:
@@ -88,10 +94,12 @@ typedef struct cce_compress_totals {
 
 /* The whole-model summary. */
 typedef struct cce_compress_summary {
-    cce_compress_totals blocks;     /* every tensor of the blocks (layers.*), norms included */
+    cce_compress_totals blocks;     /* every tensor of the blocks (layers.*), norms included;
+                                       biases count in the parameters and bytes (not in
+                                       `tensors`), as in cce_model_layer_params */
     cce_compress_totals embeddings; /* embed_tokens (also the classifier when tied) */
     cce_compress_totals classifier; /* lm_head of an untied model (empty when tied) */
-    cce_compress_totals model;      /* every tensor, final norm included */
+    cce_compress_totals model;      /* every tensor, final norm included (and biases) */
     double calib_seconds;           /* time spent collecting statistics */
     double seconds;                 /* the whole run */
 } cce_compress_summary;

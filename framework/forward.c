@@ -116,6 +116,25 @@ static cce_status setup_layer(cce_forward *f, int l, size_t *kv_floats) {
         (s = fetch(m, l, CCE_LT_UP, 0, L->hidden_dim, dim, &L->wu)) ||
         (s = fetch(m, l, CCE_LT_DOWN, 0, dim, L->hidden_dim, &L->wd)))
         return s;
+    for (int b = 0; b < CCE_LB_COUNT; b++) {
+        cce_tensor *t;
+        if ((s = cce_model_layer_bias(m, l, (cce_layer_bias)b, &t))) {
+            cce_error_prefix("forward: ");
+            return s;
+        }
+        L->bias[b] = t ? t->data : NULL;
+        if (!t) continue;
+        int64_t rows = b == CCE_LB_Q                        ? L->q_dim
+                       : b == CCE_LB_K || b == CCE_LB_V     ? L->kv_dim
+                       : b == CCE_LB_GATE || b == CCE_LB_UP ? L->hidden_dim
+                                                            : dim;
+        if (t->ndim != 1 || t->shape[0] != rows) {
+            char name[128];
+            cce_layer_bias_name(l, (cce_layer_bias)b, name, sizeof name);
+            return cce_fail(CCE_ERR_FORMAT, "forward: bias %s is not [%lld]", name,
+                            (long long)rows);
+        }
+    }
     static const cce_layer_tensor linear[] = {CCE_LT_Q,    CCE_LT_K,  CCE_LT_V,   CCE_LT_O,
                                               CCE_LT_GATE, CCE_LT_UP, CCE_LT_DOWN};
     for (size_t i = 0; i < sizeof linear / sizeof linear[0]; i++) {
@@ -223,24 +242,29 @@ int cce_forward_max_tokens(const cce_forward *f) {
     return f->max_tokens;
 }
 
-void cce_forward_linear(cce_forward *f, const fwd_lowrank *lr, const float *w, float *y,
-                        const float *x, int T, int in, int out, float beta) {
+void cce_forward_linear(cce_forward *f, const fwd_lowrank *lr, const float *w, const float *bias,
+                        float *y, const float *x, int T, int in, int out, float beta) {
     if (!lr->a) {
         cce_linear(y, x, w, T, in, out, beta);
-        return;
+    } else {
+        cce_linear(f->lr_tmp, x, lr->b, T, in, lr->rank, 0.0f);  /* [T, rank] x B^T */
+        cce_linear(y, f->lr_tmp, lr->a, T, lr->rank, out, beta); /* [T, out] */
     }
-    cce_linear(f->lr_tmp, x, lr->b, T, in, lr->rank, 0.0f);  /* [T, rank] x B^T */
-    cce_linear(y, f->lr_tmp, lr->a, T, lr->rank, out, beta); /* [T, out] */
+    if (bias) cce_add_bias(y, bias, T, out);
 }
 
-void cce_forward_gemv(cce_forward *f, const fwd_lowrank *lr, const float *w, float *y,
-                      const float *x, int out, int in, float beta) {
+void cce_forward_gemv(cce_forward *f, const fwd_lowrank *lr, const float *w, const float *bias,
+                      float *y, const float *x, int out, int in, float beta) {
     if (!lr->a) {
         cce_gemv(y, w, x, out, in, beta);
-        return;
+    } else {
+        cce_gemv(f->lr_tmp, lr->b, x, lr->rank, in, 0.0f);  /* [rank] B x */
+        cce_gemv(y, lr->a, f->lr_tmp, out, lr->rank, beta); /* [out] */
     }
-    cce_gemv(f->lr_tmp, lr->b, x, lr->rank, in, 0.0f);  /* [rank] B x */
-    cce_gemv(y, lr->a, f->lr_tmp, out, lr->rank, beta); /* [out] */
+    if (bias) {
+#pragma omp simd
+        for (int i = 0; i < out; i++) y[i] += bias[i];
+    }
 }
 
 cce_status cce_forward_check_token(const cce_forward *f, int32_t token, int index) {

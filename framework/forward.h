@@ -4,12 +4,16 @@
  *
  * Per layer l (skipped when the layer is marked removed):
  *   x  = RMSNorm(h) * attn_norm                      (eps = config norm_eps)
- *   q, k, v = x Wq^T, x Wk^T, x Wv^T; RoPE on q and k (rotate-half, theta = config rope_theta)
+ *   q, k, v = x Wq^T + bq, x Wk^T + bk, x Wv^T + bv; RoPE on q and k (rotate-half, theta =
+ *             config rope_theta), after their biases (as Qwen2)
  *   o  = concat over heads of softmax_causal(q_h k_{kv(h)}^T / sqrt(head_dim)) v_{kv(h)}
- *   h += o Wo^T
- *   x' = RMSNorm(h) * ffn_norm;  a = silu(x' Wg^T) * (x' Wu^T);  h += a Wd^T
+ *   h += o Wo^T + bo
+ *   x' = RMSNorm(h) * ffn_norm;  a = silu(x' Wg^T + bg) * (x' Wu^T + bu);  h += a Wd^T + bd
  * then logits = RMSNorm(h) * norm  Wcls^T (Wcls = embed_tokens when tied).
  * Widths (hidden_dim, n_heads, n_kv_heads, kv_of_head) are each layer's own (cce_model_layer).
+ * Each bias b is optional (model.h, "Biases"): an absent one is not added at all, so a model
+ * without biases computes bit for bit what it did before biases existed. A lowrank tensor gets its
+ * bias after its second product.
  *
  * Threads: projections are single cblas_sgemm / cblas_sgemv calls that use OpenBLAS's own
  * threads; norms, RoPE, softmax rows and decode attention heads use OpenMP loops. No BLAS call is
@@ -47,8 +51,8 @@ cce_status cce_forward_window(cce_forward *f, const int32_t *tokens, int T, floa
 cce_status cce_forward_token(cce_forward *f, int32_t token, int pos, float *logits);
 
 /* The weight buffers a decoding step reads in full (norms, projections as packed or as lowrank
- * factors, classifier), for cce bench's weight-streaming bound: reading these very buffers once
- * is the least a step can cost. Prepares decoding as the first cce_forward_token call does.
+ * factors, biases, classifier), for cce bench's weight-streaming bound: reading these very buffers
+ * once is the least a step can cost. Prepares decoding as the first cce_forward_token call does.
  * Fills ptr/numel [capacity] (pointers borrowed from f) and sets *count to the number of buffers,
  * which may exceed capacity (then call again with more room). */
 cce_status cce_forward_decode_buffers(cce_forward *f, const float **ptr, int64_t *numel,

@@ -156,8 +156,26 @@ static int packs_gu(const fwd_layer *L) {
     return L->hidden_dim > 0 && !L->lr[CCE_LT_GATE].a && !L->lr[CCE_LT_UP].a;
 }
 
+static int has_qkv_bias(const fwd_layer *L) {
+    return L->bias[CCE_LB_Q] || L->bias[CCE_LB_K] || L->bias[CCE_LB_V];
+}
+
+static int has_gu_bias(const fwd_layer *L) {
+    return L->bias[CCE_LB_GATE] || L->bias[CCE_LB_UP];
+}
+
+/* Copies a bias [n] to dst, or zeros when it is absent; returns the float after it. */
+static float *pack_bias(float *dst, const float *b, int n) {
+    if (n <= 0) return dst;
+    if (b)
+        memcpy(dst, b, sizeof(float) * (size_t)n);
+    else
+        memset(dst, 0, sizeof(float) * (size_t)n);
+    return dst + n;
+}
+
 /* Allocates the decoding state on first use: the fused q/k/v and gate/up matrices (see
- * forward_internal.h for their memory cost) and their output buffers. */
+ * forward_internal.h for their memory cost) with their fused biases, and their output buffers. */
 static cce_status decode_prepare(cce_forward *f) {
     if (f->packed) return CCE_OK;
     const cce_config *c = &f->cfg;
@@ -165,8 +183,10 @@ static cce_status decode_prepare(cce_forward *f) {
     for (int l = 0; l < c->n_layers; l++) {
         const fwd_layer *L = &f->layers[l];
         if (L->removed) continue;
-        if (packs_qkv(L)) total += ((size_t)L->q_dim + 2 * (size_t)L->kv_dim) * dim;
-        if (packs_gu(L)) total += 2 * (size_t)L->hidden_dim * dim;
+        size_t qkv_rows = (size_t)L->q_dim + 2 * (size_t)L->kv_dim,
+               gu_rows = 2 * (size_t)L->hidden_dim;
+        if (packs_qkv(L)) total += qkv_rows * dim + (has_qkv_bias(L) ? qkv_rows : 0);
+        if (packs_gu(L)) total += gu_rows * dim + (has_gu_bias(L) ? gu_rows : 0);
     }
     float *packed = cce_floats_alloc(total, 0);
     float *qkv = malloc(sizeof(float) * ((size_t)f->max_q_dim + 2 * (size_t)f->max_kv_dim + 1));
@@ -186,18 +206,29 @@ static cce_status decode_prepare(cce_forward *f) {
     float *p = packed;
     for (int l = 0; l < c->n_layers; l++) {
         fwd_layer *L = &f->layers[l];
-        L->wqkv = L->wgu = NULL;
+        L->wqkv = L->wgu = L->bqkv = L->bgu = NULL;
         if (L->removed) continue;
         if (packs_qkv(L)) {
             L->wqkv = p;
             p = pack_rows(p, L->wq, L->q_dim, c->dim);
             p = pack_rows(p, L->wk, L->kv_dim, c->dim);
             p = pack_rows(p, L->wv, L->kv_dim, c->dim);
+            if (has_qkv_bias(L)) {
+                L->bqkv = p;
+                p = pack_bias(p, L->bias[CCE_LB_Q], L->q_dim);
+                p = pack_bias(p, L->bias[CCE_LB_K], L->kv_dim);
+                p = pack_bias(p, L->bias[CCE_LB_V], L->kv_dim);
+            }
         }
         if (packs_gu(L)) {
             L->wgu = p;
             p = pack_rows(p, L->wg, L->hidden_dim, c->dim);
             p = pack_rows(p, L->wu, L->hidden_dim, c->dim);
+            if (has_gu_bias(L)) {
+                L->bgu = p;
+                p = pack_bias(p, L->bias[CCE_LB_GATE], L->hidden_dim);
+                p = pack_bias(p, L->bias[CCE_LB_UP], L->hidden_dim);
+            }
         }
     }
     f->packed = packed;
@@ -244,6 +275,14 @@ static void gemv_rows(float *y, const float *w, const float *x, int lo, int hi, 
     if (hi > lo) cce_gemv(y + lo, w + (size_t)lo * in, x, hi - lo, in, beta);
 }
 
+/* y[lo, hi) += b[lo, hi) (nothing when b is NULL): the bias of one thread's rows, added right
+ * after their product, so it needs no barrier of its own. */
+static inline void bias_rows(float *y, const float *b, int lo, int hi) {
+    if (!b) return;
+#pragma omp simd
+    for (int i = lo; i < hi; i++) y[i] += b[i];
+}
+
 /* Whether a layer runs as one team region: its q/k/v and gate/up packed, o and down dense. */
 static int team_layer(const fwd_layer *L) {
     return (L->n_heads == 0 || (L->wqkv && !L->lr[CCE_LT_O].a)) &&
@@ -273,8 +312,10 @@ static void block_team(cce_forward *f, const fwd_layer *L, int pos) {
         int by_group = L->n_kv_heads >= nth;
         if (L->n_heads > 0) {
             rmsnorm_token(xn, f->h, L->attn_norm, dim, eps);
-            while (take_rows(&next[0], L->q_dim + 2 * L->kv_dim, nth, &lo, &hi))
+            while (take_rows(&next[0], L->q_dim + 2 * L->kv_dim, nth, &lo, &hi)) {
                 gemv_rows(q, L->wqkv, xn, lo, hi, dim, 0.0f);
+                bias_rows(q, L->bqkv, lo, hi); /* before RoPE */
+            }
 #pragma omp barrier
             for (int gi = tid; gi < L->n_kv_heads; gi += nth) {
                 float *kg = k + (size_t)gi * hd; /* [hd] */
@@ -299,8 +340,10 @@ static void block_team(cce_forward *f, const fwd_layer *L, int pos) {
                 values_token(f->o + (size_t)h * hd, att, vh, L->kv_dim, hd, n);
             }
 #pragma omp barrier
-            while (take_rows(&next[1], dim, nth, &lo, &hi))
+            while (take_rows(&next[1], dim, nth, &lo, &hi)) {
                 gemv_rows(f->h, L->wo, f->o, lo, hi, L->q_dim, 1.0f); /* h += Wo o */
+                bias_rows(f->h, L->bias[CCE_LB_O], lo, hi);
+            }
 #pragma omp barrier
         }
         if (L->hidden_dim > 0) {
@@ -308,11 +351,17 @@ static void block_team(cce_forward *f, const fwd_layer *L, int pos) {
             while (take_rows(&next[2], L->hidden_dim, nth, &lo, &hi)) {
                 gemv_rows(g, L->wgu, xn, lo, hi, dim, 0.0f);
                 gemv_rows(u, L->wgu + (size_t)L->hidden_dim * dim, xn, lo, hi, dim, 0.0f);
+                if (L->bgu) {
+                    bias_rows(g, L->bgu, lo, hi);
+                    bias_rows(u, L->bgu + L->hidden_dim, lo, hi);
+                }
                 swiglu_token(g + lo, u + lo, hi - lo);
             }
 #pragma omp barrier
-            while (take_rows(&next[3], dim, nth, &lo, &hi))
+            while (take_rows(&next[3], dim, nth, &lo, &hi)) {
                 gemv_rows(f->h, L->wd, g, lo, hi, L->hidden_dim, 1.0f); /* h += Wd a */
+                bias_rows(f->h, L->bias[CCE_LB_DOWN], lo, hi);
+            }
         }
     }
 #pragma omp barrier
@@ -342,31 +391,38 @@ static void block_token(cce_forward *f, const fwd_layer *L, int pos) {
         float *v = k + L->kv_dim; /* [kv_dim] */
         if (L->wqkv) {
             cce_gemv(q, L->wqkv, f->x, L->q_dim + 2 * L->kv_dim, dim, 0.0f);
+            bias_rows(q, L->bqkv, 0, L->q_dim + 2 * L->kv_dim);
         } else {
-            cce_forward_gemv(f, &L->lr[CCE_LT_Q], L->wq, q, f->x, L->q_dim, dim, 0.0f);
-            cce_forward_gemv(f, &L->lr[CCE_LT_K], L->wk, k, f->x, L->kv_dim, dim, 0.0f);
-            cce_forward_gemv(f, &L->lr[CCE_LT_V], L->wv, v, f->x, L->kv_dim, dim, 0.0f);
+            cce_forward_gemv(f, &L->lr[CCE_LT_Q], L->wq, L->bias[CCE_LB_Q], q, f->x, L->q_dim, dim,
+                             0.0f);
+            cce_forward_gemv(f, &L->lr[CCE_LT_K], L->wk, L->bias[CCE_LB_K], k, f->x, L->kv_dim, dim,
+                             0.0f);
+            cce_forward_gemv(f, &L->lr[CCE_LT_V], L->wv, L->bias[CCE_LB_V], v, f->x, L->kv_dim, dim,
+                             0.0f);
         }
         const float *cs = f->cos_tab + (size_t)pos * half, *sn = f->sin_tab + (size_t)pos * half;
         rope_token(q, L->n_heads, c->head_dim, cs, sn);
         rope_token(k, L->n_kv_heads, c->head_dim, cs, sn);
         memcpy(L->v_cache + (size_t)pos * L->kv_dim, v, sizeof(float) * (size_t)L->kv_dim);
         attention_token(f, L, q, k, pos);
-        cce_forward_gemv(f, &L->lr[CCE_LT_O], L->wo, f->h, f->o, dim, L->q_dim,
-                         1.0f); /* h += Wo o */
+        cce_forward_gemv(f, &L->lr[CCE_LT_O], L->wo, L->bias[CCE_LB_O], f->h, f->o, dim, L->q_dim,
+                         1.0f); /* h += Wo o (+ bo) */
     }
     if (L->hidden_dim > 0) {
         rmsnorm_token(f->x, f->h, L->ffn_norm, dim, c->norm_eps);
         float *g = f->dec_gu, *u = g + L->hidden_dim; /* [hidden] each */
         if (L->wgu) {
             cce_gemv(g, L->wgu, f->x, 2 * L->hidden_dim, dim, 0.0f);
+            bias_rows(g, L->bgu, 0, 2 * L->hidden_dim);
         } else {
-            cce_forward_gemv(f, &L->lr[CCE_LT_GATE], L->wg, g, f->x, L->hidden_dim, dim, 0.0f);
-            cce_forward_gemv(f, &L->lr[CCE_LT_UP], L->wu, u, f->x, L->hidden_dim, dim, 0.0f);
+            cce_forward_gemv(f, &L->lr[CCE_LT_GATE], L->wg, L->bias[CCE_LB_GATE], g, f->x,
+                             L->hidden_dim, dim, 0.0f);
+            cce_forward_gemv(f, &L->lr[CCE_LT_UP], L->wu, L->bias[CCE_LB_UP], u, f->x,
+                             L->hidden_dim, dim, 0.0f);
         }
         swiglu_token(g, u, L->hidden_dim);
-        cce_forward_gemv(f, &L->lr[CCE_LT_DOWN], L->wd, f->h, g, dim, L->hidden_dim,
-                         1.0f); /* h += Wd a */
+        cce_forward_gemv(f, &L->lr[CCE_LT_DOWN], L->wd, L->bias[CCE_LB_DOWN], f->h, g, dim,
+                         L->hidden_dim, 1.0f); /* h += Wd a (+ bd) */
     }
 }
 
@@ -416,7 +472,7 @@ cce_status cce_forward_token(cce_forward *f, int32_t token, int pos, float *logi
         classifier_team(f, logits);
     } else {
         rmsnorm_token(f->x, f->h, f->final_norm, dim, c->norm_eps);
-        cce_forward_gemv(f, &f->cls_lr, f->cls, logits, f->x, c->vocab_size, dim, 0.0f);
+        cce_forward_gemv(f, &f->cls_lr, f->cls, NULL, logits, f->x, c->vocab_size, dim, 0.0f);
     }
     f->next_pos = pos + 1;
     return CCE_OK;
@@ -460,23 +516,32 @@ cce_status cce_forward_decode_buffers(cce_forward *f, const float **ptr, int64_t
             if (L->wqkv) {
                 list_buffer(ptr, numel, capacity, &k, L->wqkv,
                             (int64_t)(L->q_dim + 2 * L->kv_dim) * dim);
+                list_buffer(ptr, numel, capacity, &k, L->bqkv, L->q_dim + 2 * L->kv_dim);
             } else {
                 list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_Q], L->wq, L->q_dim, dim);
                 list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_K], L->wk, L->kv_dim, dim);
                 list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_V], L->wv, L->kv_dim, dim);
+                list_buffer(ptr, numel, capacity, &k, L->bias[CCE_LB_Q], L->q_dim);
+                list_buffer(ptr, numel, capacity, &k, L->bias[CCE_LB_K], L->kv_dim);
+                list_buffer(ptr, numel, capacity, &k, L->bias[CCE_LB_V], L->kv_dim);
             }
             list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_O], L->wo, dim, L->q_dim);
+            list_buffer(ptr, numel, capacity, &k, L->bias[CCE_LB_O], dim);
         }
         if (L->hidden_dim > 0) {
             list_buffer(ptr, numel, capacity, &k, L->ffn_norm, dim);
             if (L->wgu) {
                 list_buffer(ptr, numel, capacity, &k, L->wgu, (int64_t)2 * L->hidden_dim * dim);
+                list_buffer(ptr, numel, capacity, &k, L->bgu, 2 * L->hidden_dim);
             } else {
                 list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_GATE], L->wg, L->hidden_dim,
                             dim);
                 list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_UP], L->wu, L->hidden_dim, dim);
+                list_buffer(ptr, numel, capacity, &k, L->bias[CCE_LB_GATE], L->hidden_dim);
+                list_buffer(ptr, numel, capacity, &k, L->bias[CCE_LB_UP], L->hidden_dim);
             }
             list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_DOWN], L->wd, dim, L->hidden_dim);
+            list_buffer(ptr, numel, capacity, &k, L->bias[CCE_LB_DOWN], dim);
         }
     }
     list_buffer(ptr, numel, capacity, &k, f->final_norm, dim);

@@ -28,21 +28,26 @@ typedef struct fwd_lowrank {
 typedef struct fwd_layer {
     int removed;
     int n_heads, n_kv_heads, hidden_dim;
-    int q_dim, kv_dim;            /* n_heads * head_dim, n_kv_heads * head_dim */
-    const int32_t *kv_of_head;    /* [n_heads], borrowed from the model */
-    const float *attn_norm;       /* [dim] */
-    const float *wq, *wk, *wv;    /* [q_dim, dim], [kv_dim, dim], [kv_dim, dim] */
-    const float *wo;              /* [dim, q_dim] */
-    const float *ffn_norm;        /* [dim] */
-    const float *wg, *wu, *wd;    /* [hidden, dim], [hidden, dim], [dim, hidden] */
-    fwd_lowrank lr[CCE_LT_COUNT]; /* by cce_layer_tensor: the lowrank linear tensors */
-    float *kt_cache;              /* [kv_dim, kv_ld] keys, transposed (inside cce_forward.kv) */
-    float *v_cache;               /* [seq_len, kv_dim] values (inside cce_forward.kv) */
+    int q_dim, kv_dim;               /* n_heads * head_dim, n_kv_heads * head_dim */
+    const int32_t *kv_of_head;       /* [n_heads], borrowed from the model */
+    const float *attn_norm;          /* [dim] */
+    const float *wq, *wk, *wv;       /* [q_dim, dim], [kv_dim, dim], [kv_dim, dim] */
+    const float *wo;                 /* [dim, q_dim] */
+    const float *ffn_norm;           /* [dim] */
+    const float *wg, *wu, *wd;       /* [hidden, dim], [hidden, dim], [dim, hidden] */
+    fwd_lowrank lr[CCE_LT_COUNT];    /* by cce_layer_tensor: the lowrank linear tensors */
+    const float *bias[CCE_LB_COUNT]; /* by cce_layer_bias: [rows of the weight], NULL if absent */
+    float *kt_cache;                 /* [kv_dim, kv_ld] keys, transposed (inside cce_forward.kv) */
+    float *v_cache;                  /* [seq_len, kv_dim] values (inside cce_forward.kv) */
     /* Decoding only (inside cce_forward.packed, NULL until the first cce_forward_token call, and
      * NULL for a layer without heads or without an FFN, or when one of the tensors it would pack
      * is lowrank; the projections then run one by one): */
     float *wqkv; /* [q_dim + 2 kv_dim, dim] rows of wq, then wk, then wv */
     float *wgu;  /* [2 hidden, dim] rows of wg, then wu */
+    /* The biases of the packed projections (inside cce_forward.packed; NULL when the projections
+     * are not packed or none of them has a bias; an absent one of the group is zeros): */
+    float *bqkv; /* [q_dim + 2 kv_dim] */
+    float *bgu;  /* [2 hidden] */
 } fwd_layer;
 
 struct cce_forward {
@@ -96,14 +101,15 @@ struct cce_forward {
  * calls no BLAS. */
 void cce_attention_window(cce_forward *f, const fwd_layer *L, int T);
 
-/* y [T, out] = x [T, in] W^T + beta y with W [out, in]: one cblas_sgemm (cce_linear), or for a
- * lowrank W = A B two, through f->lr_tmp: t = x B^T [T, rank], then y = t A^T + beta y. */
-void cce_forward_linear(cce_forward *f, const fwd_lowrank *lr, const float *w, float *y,
-                        const float *x, int T, int in, int out, float beta);
+/* y [T, out] = x [T, in] W^T + beta y (+ bias [out] on every row when bias is not NULL) with
+ * W [out, in]: one cblas_sgemm (cce_linear), or for a lowrank W = A B two, through f->lr_tmp:
+ * t = x B^T [T, rank], then y = t A^T + beta y; the bias is added after the (last) product. */
+void cce_forward_linear(cce_forward *f, const fwd_lowrank *lr, const float *w, const float *bias,
+                        float *y, const float *x, int T, int in, int out, float beta);
 
-/* The same for one token: y [out] = W x [in] + beta y, one cblas_sgemv or two. */
-void cce_forward_gemv(cce_forward *f, const fwd_lowrank *lr, const float *w, float *y,
-                      const float *x, int out, int in, float beta);
+/* The same for one token: y [out] = W x [in] + beta y (+ bias), one cblas_sgemv or two. */
+void cce_forward_gemv(cce_forward *f, const fwd_lowrank *lr, const float *w, const float *bias,
+                      float *y, const float *x, int out, int in, float beta);
 
 /* Checks one token id against the vocabulary (CCE_ERR_RANGE naming the index). */
 cce_status cce_forward_check_token(const cce_forward *f, int32_t token, int index);

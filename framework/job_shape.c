@@ -1,4 +1,4 @@
-/* A block job's pending layer widths or removal (strategy.h): what a resizing strategy declares,
+/* A block job's pending layer widths, removal and biases (strategy.h): what a strategy declares,
  * for the driver to apply together with the resized tensors. */
 #include <stdlib.h>
 #include <string.h>
@@ -52,5 +52,34 @@ cce_status cce_block_job_remove_layer(cce_block_job *job) {
     cce_block_job_clear_shape(job);
     job->new_shape.removed = 1;
     job->reshaped = 1;
+    return CCE_OK;
+}
+
+cce_status cce_block_job_set_bias(cce_block_job *job, cce_layer_bias which, const float *v,
+                                  int64_t n) {
+    if (!job) return cce_fail(CCE_ERR_ARG, "set_bias: no job given");
+    if (job->layer < 0)
+        return cce_fail(CCE_ERR_STATE, "set_bias: the job holds the tensors outside the blocks");
+    if ((int)which < 0 || which >= CCE_LB_COUNT)
+        return cce_fail(CCE_ERR_ARG, "layer %d: set_bias of unknown bias kind %d", job->layer,
+                        (int)which);
+    char name[CCE_PLAN_NAME_MAX];
+    cce_layer_bias_name(job->layer, which, name, sizeof name);
+    if (!v || n < 1)
+        return cce_fail(CCE_ERR_ARG, "%s: set_bias with %lld values", name, (long long)n);
+    int64_t shape[1] = {n};
+    cce_tensor *t;
+    cce_status s = cce_tensor_new(1, shape, &t);
+    if (s) {
+        cce_error_prefix("%s: ", name);
+        return s;
+    }
+    memcpy(t->data, v, (size_t)n * sizeof *v);
+    if ((s = cce_tensor_check_finite(t, name))) {
+        cce_tensor_free(t);
+        return s;
+    }
+    cce_tensor_free(job->bias_pending[which]);
+    job->bias_pending[which] = t;
     return CCE_OK;
 }

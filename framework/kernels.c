@@ -162,3 +162,13 @@ int cce_argmax(const float *x, int n) {
         if (x[i] == mx) return i;
     return 0; /* every element is NaN or -Inf */
 }
+
+void cce_add_bias(float *y, const float *b, int rows, int cols) {
+    if (rows <= 0 || cols <= 0) return;
+#pragma omp parallel for schedule(static) if ((int64_t)rows * cols >= PARALLEL_MIN_WORK)
+    for (int r = 0; r < rows; r++) {
+        float *yr = y + (size_t)r * (size_t)cols; /* [cols] */
+#pragma omp simd
+        for (int c = 0; c < cols; c++) yr[c] += b[c];
+    }
+}

@@ -73,6 +73,10 @@ void cce_swiglu(float *gate, const float *up, int64_t n);
 
 /* ---- Small helpers ------------------------------------------------------------------------- */
 
+/* Adds a bias to every row: y[r, c] += b[c]. y [rows, cols], b [cols]. One float addition per
+ * element, so the result does not depend on the number of threads. */
+void cce_add_bias(float *y, const float *b, int rows, int cols);
+
 /* Dot product of a [n] and b [n], vectorised, float accumulation. Inline: attention calls it
  * per cached position. fmaf: the strict C11 build does not contract a * b + c by itself. */
 static inline float cce_dot(const float *a, const float *b, int n) {

@@ -7,7 +7,8 @@
  *   slot 1 + n_layers * CCE_LT_COUNT      norm.weight
  *   slot 2 + n_layers * CCE_LT_COUNT      lm_head.weight (present only when untied)
  * A slot is present when the model has that tensor (lm_head is absent when tied; the blocks of a
- * removed layer may be absent in a file). `order` lists the present slots for enumeration. */
+ * removed layer may be absent in a file). `order` lists the present slots for enumeration.
+ * Biases live in a second table of slots (m->biases, model_bias.c), present only when set. */
 #include "model.h"
 
 #include <stdio.h>
@@ -210,8 +211,9 @@ cce_status model_shell(const cce_config *cfg, cce_model **out) {
     m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers);
     m->slots = calloc(m->n_slots, sizeof *m->slots);
     m->order = calloc(m->n_slots, sizeof *m->order);
+    m->biases = calloc((size_t)cfg->n_layers * CCE_LB_COUNT, sizeof *m->biases);
     m->source = calloc(1, 1);
-    if (!m->layers || !m->slots || !m->order || !m->source) {
+    if (!m->layers || !m->slots || !m->order || !m->biases || !m->source) {
         cce_model_free(m);
         return cce_fail(CCE_ERR_NOMEM, "model of %d layers", (int)cfg->n_layers);
     }
@@ -252,6 +254,7 @@ void model_refresh_shapes(cce_model *m) {
         expected_shape(m, i, &sl->ndim, sl->shape);
         for (int k = sl->ndim; k < CCE_TENSOR_MAX_DIMS; k++) sl->shape[k] = 1;
     }
+    model_bias_refresh(m);
 }
 
 /* ---- Lifetime -------------------------------------------------------------------------------- */
@@ -312,7 +315,7 @@ static cce_status index_file_tensors(cce_model *m) {
         sl->present = 1;
     }
     model_rebuild_order(m);
-    return CCE_OK;
+    return model_bias_index_file(m);
 }
 
 cce_status cce_model_open(const char *path, cce_model **out) {
@@ -369,6 +372,10 @@ void cce_model_free(cce_model *m) {
             cce_encoding_free(m->slots[i].enc);
         }
     free(m->slots);
+    if (m->biases)
+        for (size_t i = 0; i < (size_t)m->cfg.n_layers * CCE_LB_COUNT; i++)
+            model_slot_clear(&m->biases[i]);
+    free(m->biases);
     free(m->order);
     if (!m->tok_borrowed) cce_tokenizer_free(m->tok);
     cce_store_close(m->store);
@@ -416,12 +423,19 @@ void cce_model_set_tokenizer(cce_model *m, cce_tokenizer *tok) {
 
 /* ---- Tensor access --------------------------------------------------------------------------- */
 
-/* Loads slot i from the file if needed. */
-static cce_status slot_tensor(cce_model *m, size_t i, cce_tensor **out) {
-    model_slot *sl = &m->slots[i];
+void model_slot_clear(model_slot *sl) {
+    cce_tensor_free(sl->t);
+    cce_encoding_free(sl->enc);
+    sl->t = NULL;
+    sl->enc = NULL;
+    sl->shared = 0;
+    sl->present = 0;
+}
+
+cce_status model_load_slot(cce_model *m, model_slot *sl, cce_tensor **out) {
     if (!sl->present) return cce_fail(CCE_ERR_NOT_FOUND, "the model has no tensor %s", sl->name);
     if (!sl->t && m->base) {
-        cce_status s = model_variant_borrow(m, i);
+        cce_status s = model_variant_borrow(m, sl);
         if (s) return s;
     }
     if (!sl->t) {
@@ -451,6 +465,11 @@ static cce_status slot_tensor(cce_model *m, size_t i, cce_tensor **out) {
     return CCE_OK;
 }
 
+/* Loads slot i from the file if needed. */
+static cce_status slot_tensor(cce_model *m, size_t i, cce_tensor **out) {
+    return model_load_slot(m, &m->slots[i], out);
+}
+
 /* lm_head of a tied model is embed_tokens. */
 static size_t resolve_tied(const cce_model *m, size_t i) {
     if (i == m->n_slots - 1 && m->cfg.tied_embeddings) return 0;
@@ -459,6 +478,8 @@ static size_t resolve_tied(const cce_model *m, size_t i) {
 
 cce_status cce_model_tensor(cce_model *m, const char *name, cce_tensor **out) {
     size_t i = name ? slot_of_name(&m->cfg, name) : (size_t)-1;
+    model_slot *b = i == (size_t)-1 && name ? model_bias_slot_of_name(m, name) : NULL;
+    if (b) return model_load_slot(m, b, out);
     if (i == (size_t)-1)
         return cce_fail(CCE_ERR_NOT_FOUND, "the model has no tensor %s", name ? name : "(null)");
     return slot_tensor(m, resolve_tied(m, i), out);
@@ -487,6 +508,8 @@ size_t model_slot_index(const cce_model *m, const char *name) {
 
 int cce_model_tensor_is_loaded(const cce_model *m, const char *name) {
     size_t i = name ? slot_of_name(&m->cfg, name) : (size_t)-1;
+    const model_slot *b = i == (size_t)-1 && name ? model_bias_slot_of_name(m, name) : NULL;
+    if (b) return b->present && b->t != NULL;
     if (i == (size_t)-1) return 0;
     i = resolve_tied(m, i);
     return m->slots[i].present && m->slots[i].t != NULL;
@@ -495,6 +518,8 @@ int cce_model_tensor_is_loaded(const cce_model *m, const char *name) {
 cce_status cce_model_put_tensor(cce_model *m, const char *name, cce_tensor *t) {
     if (!t) return cce_fail(CCE_ERR_ARG, "put_tensor %s: no tensor given", name ? name : "(null)");
     size_t i = name ? slot_of_name(&m->cfg, name) : (size_t)-1;
+    model_slot *b = i == (size_t)-1 && name ? model_bias_slot_of_name(m, name) : NULL;
+    if (b) return model_bias_put(m, b, t);
     if (i == (size_t)-1)
         return cce_fail(CCE_ERR_NOT_FOUND, "%s is not a tensor name of this model (%d layers)",
                         name ? name : "(null)", (int)m->cfg.n_layers);
@@ -549,7 +574,7 @@ static int64_t slot_numel(const model_slot *sl) {
 
 int64_t cce_model_layer_params(const cce_model *m, int layer) {
     if (layer < 0 || layer >= m->cfg.n_layers) return 0;
-    int64_t n = 0;
+    int64_t n = model_bias_layer_params(m, layer);
     for (int w = 0; w < CCE_LT_COUNT; w++)
         n += slot_numel(&m->slots[slot_of_layer(layer, (cce_layer_tensor)w)]);
     return n;
@@ -558,6 +583,7 @@ int64_t cce_model_layer_params(const cce_model *m, int layer) {
 int64_t cce_model_total_params(const cce_model *m) {
     int64_t n = 0;
     for (size_t i = 0; i < m->n_slots; i++) n += slot_numel(&m->slots[i]);
+    for (int l = 0; l < m->cfg.n_layers; l++) n += model_bias_layer_params(m, l);
     return n;
 }
 
@@ -566,6 +592,11 @@ cce_status cce_model_load_all(cce_model *m) {
         cce_tensor *t;
         cce_status s = slot_tensor(m, m->order[k], &t);
         if (s) return s;
+    }
+    for (size_t i = 0; i < (size_t)m->cfg.n_layers * CCE_LB_COUNT; i++) {
+        cce_tensor *t;
+        cce_status s;
+        if (m->biases[i].present && (s = model_load_slot(m, &m->biases[i], &t))) return s;
     }
     return CCE_OK;
 }
@@ -576,6 +607,10 @@ cce_status cce_model_check_finite(cce_model *m) {
     for (size_t k = 0; k < m->n_present; k++) {
         const model_slot *sl = &m->slots[m->order[k]];
         if ((s = cce_tensor_check_finite(sl->t, sl->name))) return s;
+    }
+    for (size_t i = 0; i < (size_t)m->cfg.n_layers * CCE_LB_COUNT; i++) {
+        const model_slot *sl = &m->biases[i];
+        if (sl->present && (s = cce_tensor_check_finite(sl->t, sl->name))) return s;
     }
     return CCE_OK;
 }
@@ -599,15 +634,24 @@ cce_status cce_model_put_encoded(cce_model *m, const char *name, cce_tensor *t, 
     if (enc && t && (enc->ndim != t->ndim || memcmp(enc->shape, t->shape, sizeof enc->shape)))
         return cce_fail(CCE_ERR_ARG, "tensor %s: the encoding's shape is not the tensor's",
                         name ? name : "(null)");
+    size_t i = name ? slot_of_name(&m->cfg, name) : (size_t)-1;
+    if (enc && i == (size_t)-1)
+        return cce_fail(CCE_ERR_ARG, "tensor %s: only weights can be stored encoded",
+                        name ? name : "(null)");
     cce_status s = cce_model_put_tensor(m, name, t);
     if (s) return s;
-    m->slots[slot_of_name(&m->cfg, name)].enc = enc;
+    if (i != (size_t)-1) m->slots[i].enc = enc;
     return CCE_OK;
 }
 
 cce_status cce_model_tensor_encoding(cce_model *m, const char *name, const cce_encoding **out) {
     *out = NULL;
     size_t i = name ? slot_of_name(&m->cfg, name) : (size_t)-1;
+    model_slot *b = i == (size_t)-1 && name ? model_bias_slot_of_name(m, name) : NULL;
+    if (b) { /* biases are plain float32 */
+        cce_tensor *t;
+        return model_load_slot(m, b, &t);
+    }
     if (i == (size_t)-1)
         return cce_fail(CCE_ERR_NOT_FOUND, "the model has no tensor %s", name ? name : "(null)");
     i = resolve_tied(m, i);
@@ -664,6 +708,7 @@ cce_status cce_model_save(cce_model *m, const char *path, const cce_save_options
         }
         if (s) goto fail;
     }
+    if ((s = model_bias_save(m, w))) goto fail;
     return cce_store_commit(w);
 fail:
     cce_store_abort(w);

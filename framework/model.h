@@ -19,6 +19,14 @@
  *   lm_head.weight                           [vocab, dim]  (absent when tied_embeddings)
  * The HDF5 path of a name is given by cce_store_path_of (store.h).
  *
+ * Optional biases (Qwen2 q/k/v, structured-pruning compensation), see "Biases" below:
+ *   layers.L.self_attn.{q,k,v,o}_proj.bias   [rows of the weight]  (k in rotate-half RoPE order)
+ *   layers.L.mlp.{gate,up,down}_proj.bias    [rows of the weight]
+ * They are not part of the tensor enumeration (cce_model_tensor_count / _name_at list the weights
+ * above only): code that walks the weights sees exactly what it saw before biases existed. Read
+ * them with cce_model_layer_bias. cce_model_tensor / cce_model_put_tensor also accept their
+ * names. Parameter counts, saving, the digest and the forward pass include them.
+ *
  * Not thread-safe: lazy loads mutate the model. Call cce_model_load_all before sharing a model
  * with threads. */
 #ifndef CCE_MODEL_H
@@ -146,7 +154,8 @@ const char *cce_global_tensor_name(cce_global_tensor which);
 size_t cce_model_tensor_count(const cce_model *m);
 
 /* The sha256 (64 hex digits + NUL into hex) of what m computes with: config, layer shapes,
- * tokenizer fingerprint and every tensor's name, shape and values (loads every tensor). Equal
+ * tokenizer fingerprint, every tensor's name, shape and values and then every bias's (loads
+ * every tensor; a model without biases has the digest it had before biases existed). Equal
  * digests mean equal forward passes, whichever file the model came from (model_digest.c). */
 cce_status cce_model_weights_sha256(cce_model *m, char hex[65]);
 const char *cce_model_tensor_name_at(const cce_model *m, size_t i);
@@ -157,12 +166,13 @@ void cce_model_tensor_shape_at(const cce_model *m, size_t i, int *ndim, int64_t 
  * or the model has no tensor of that name. Lets tests prove that opening is lazy. */
 int cce_model_tensor_is_loaded(const cce_model *m, const char *name);
 
-/* Reads every tensor that is not loaded yet (so the model can be shared with threads). */
+/* Reads every tensor and bias that is not loaded yet (so the model can be shared with threads). */
 cce_status cce_model_load_all(cce_model *m);
-/* Fails with CCE_ERR_NUMERIC naming the tensor if any loaded weight is NaN or Inf (loads all). */
+/* Fails with CCE_ERR_NUMERIC naming the tensor if any weight or bias is NaN or Inf (loads all). */
 cce_status cce_model_check_finite(cce_model *m);
 
-/* Parameter counts: of one block (all its tensors) and of the whole model. */
+/* Parameter counts: of one block (all its tensors and biases) and of the whole model (biases
+ * included). */
 int64_t cce_model_layer_params(const cce_model *m, int layer);
 int64_t cce_model_total_params(const cce_model *m);
 
@@ -198,8 +208,48 @@ cce_model *cce_model_base(const cce_model *m);
  * 0 if the variant owns it, m is not a variant, or there is no such tensor. */
 int cce_model_tensor_is_shared(const cce_model *m, const char *name);
 
-/* Number of tensors a variant owns (those put into it); 0 for other models. */
+/* Number of tensors (weights and biases) a variant owns (those put into it); 0 for other models. */
 size_t cce_model_owned_tensor_count(const cce_model *m);
+
+/* ---- Biases (model_bias.c) -----------------------------------------------------------------
+ *
+ * A block's linear tensors may each have a bias, out = W x + b (q/k biases are added before
+ * RoPE). All optional: a model without biases computes exactly what it computed before they
+ * existed, and its file is the same. A removed layer has none. Biases are plain float32 (never
+ * encoded), loaded lazily like weights, shared by variants like weights. */
+typedef enum cce_layer_bias {
+    CCE_LB_Q = 0,
+    CCE_LB_K,
+    CCE_LB_V,
+    CCE_LB_O,
+    CCE_LB_GATE,
+    CCE_LB_UP,
+    CCE_LB_DOWN,
+    CCE_LB_COUNT
+} cce_layer_bias;
+
+/* "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj" ("" for a bad
+ * value). Static. */
+const char *cce_layer_bias_proj(cce_layer_bias which);
+/* The weight a bias belongs to (CCE_LB_Q -> CCE_LT_Q, ...); CCE_LT_COUNT for a bad value. */
+cce_layer_tensor cce_layer_bias_weight(cce_layer_bias which);
+/* The bias of a weight (CCE_LT_Q -> CCE_LB_Q, ...); CCE_LB_COUNT for the norms. */
+cce_layer_bias cce_layer_bias_of_weight(cce_layer_tensor which);
+/* The name of a bias ("layers.3.self_attn.q_proj.bias") into buf. */
+void cce_layer_bias_name(int layer, cce_layer_bias which, char *buf, size_t bufsize);
+
+/* 1 if layer `layer` has that bias (no load); 0 otherwise, also for bad arguments. */
+int cce_model_has_layer_bias(const cce_model *m, int layer, cce_layer_bias which);
+/* The bias [rows] or *out = NULL when absent (CCE_OK). Borrowed, lazily loaded like weights.
+ * CCE_ERR_NOT_FOUND for a layer or kind outside the model. */
+cce_status cce_model_layer_bias(cce_model *m, int layer, cce_layer_bias which, cce_tensor **out);
+/* Sets (takes ownership of t, also on failure) or removes (t == NULL) a bias. CCE_ERR_ARG names
+ * the tensor when t is not 1-D or its length does not match the weight's rows; CCE_ERR_NUMERIC
+ * for NaN/Inf values; CCE_ERR_STATE for a removed layer; CCE_ERR_NOT_FOUND for a layer or kind
+ * outside the model. In a variant the base is untouched. */
+cce_status cce_model_set_layer_bias(cce_model *m, int layer, cce_layer_bias which, cce_tensor *t);
+/* Number of biases the model has (all layers). */
+size_t cce_model_bias_count(const cce_model *m);
 
 /* ---- Layer shapes (model_shape.c) ----------------------------------------------------------
  *
@@ -218,9 +268,16 @@ size_t cce_model_owned_tensor_count(const cce_model *m);
 cce_status cce_model_reshape_layer(cce_model *m, int layer, const cce_layer_shape *shape,
                                    cce_tensor *const *tensors);
 
+/* The same with the layer's biases: biases [CCE_LB_COUNT], indexed by cce_layer_bias (NULL
+ * array: none given), a new bias [rows under the new widths] or NULL to keep the current one (if
+ * any), whose length must then also fit. cce_model_reshape_layer keeps every bias, so a bias of a
+ * resized q/k/v/gate/up fails it (CCE_ERR_ARG naming the bias). Ownership as for tensors. */
+cce_status cce_model_reshape_layer_biases(cce_model *m, int layer, const cce_layer_shape *shape,
+                                          cce_tensor *const *tensors, cce_tensor *const *biases);
+
 /* Removes block `layer` (ShortGPT): marks it removed, so the forward pass skips it and the store
- * writes it without tensors, and drops its tensors (numbering is kept). Its widths are kept.
- * CCE_ERR_RANGE for a layer outside the model; removing a removed layer again is CCE_OK. */
+ * writes it without tensors, and drops its tensors and biases (numbering is kept). Its widths are
+ * kept. CCE_ERR_RANGE for a layer outside the model; removing a removed layer again is CCE_OK. */
 cce_status cce_model_remove_layer(cce_model *m, int layer);
 
 #endif

@@ -1,4 +1,5 @@
-/* The sha256 of what a model computes with: config, layer shapes, tokenizer and every tensor.
+/* The sha256 of what a model computes with: config, layer shapes, tokenizer, every tensor and
+ * every bias.
  * Two models with equal digests give the same forward pass, whatever file they came from (an
  * HDF5 file's own bytes also hold object timestamps), so caches and experiment run keys use it. */
 #include <inttypes.h>
@@ -50,6 +51,17 @@ cce_status cce_model_weights_sha256(cce_model *m, char hex[65]) {
                          t->shape[0], t->shape[1], t->shape[2], t->shape[3]) &&
              EVP_DigestUpdate(ctx, t->data, (size_t)cce_tensor_numel(t) * sizeof(float)) == 1;
     }
+    /* Biases after every weight, so a model without any digests exactly as before they existed. */
+    for (int l = 0; ok && !s && l < c->n_layers; l++)
+        for (int b = 0; ok && b < CCE_LB_COUNT; b++) {
+            cce_tensor *t;
+            if ((s = cce_model_layer_bias(m, l, (cce_layer_bias)b, &t))) break;
+            if (!t) continue;
+            char name[96];
+            cce_layer_bias_name(l, (cce_layer_bias)b, name, sizeof name);
+            ok = digest_text(ctx, "|%s %d %" PRId64, name, t->ndim, t->shape[0]) &&
+                 EVP_DigestUpdate(ctx, t->data, (size_t)cce_tensor_numel(t) * sizeof(float)) == 1;
+        }
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned len = 0;
     if (!s && (!ok || EVP_DigestFinal_ex(ctx, md, &len) != 1 || len != 32))

@@ -30,8 +30,11 @@ struct cce_model {
     char *path;              /* NULL for in-memory models */
     cce_store *store;        /* NULL for in-memory models */
     cce_model *base;         /* variants: the model whose tensors are shared; else NULL */
-    model_slot *slots;       /* [n_slots] */
+    model_slot *slots;       /* [n_slots] weights (see model.c for the order) */
     size_t n_slots;
+    /* [n_layers * CCE_LB_COUNT] optional biases, slot L * CCE_LB_COUNT + b; present when the
+     * model has that bias. Not in `order` (the enumeration lists weights only). */
+    model_slot *biases;
     size_t *order; /* [n_present]: indices of present slots, canonical order */
     size_t n_present;
 };
@@ -50,8 +53,40 @@ void model_rebuild_order(cce_model *m);
  * (size_t)-1. (model.c) */
 size_t model_slot_index(const cce_model *m, const char *name);
 
-/* A variant's slot i that holds nothing yet: a borrowed view of the base's tensor of that name
- * (loading it in the base if needed). Sets m->slots[i].t. (variant.c) */
-cce_status model_variant_borrow(cce_model *m, size_t i);
+/* A variant's slot (weight or bias) that holds nothing yet: a borrowed view of the base's tensor
+ * of that name (loading it in the base if needed). Sets sl->t. (variant.c) */
+cce_status model_variant_borrow(cce_model *m, model_slot *sl);
+
+/* Loads a present slot (weight or bias) from the file or the base if needed; *out borrowed.
+ * CCE_ERR_NOT_FOUND names the tensor if the slot is absent. (model.c) */
+cce_status model_load_slot(cce_model *m, model_slot *sl, cce_tensor **out);
+
+/* The bias slot of a layer, or NULL for a layer or kind outside the model. (model_bias.c) */
+model_slot *model_bias_slot(const cce_model *m, int layer, cce_layer_bias which);
+
+/* The bias slot of a name ("layers.3.mlp.up_proj.bias"), or NULL. (model_bias.c) */
+model_slot *model_bias_slot_of_name(const cce_model *m, const char *name);
+
+/* Names the bias slots and sets their expected shapes [rows of their weight] from the weight
+ * slots (call after the weights' shapes are known). (model_bias.c) */
+void model_bias_refresh(cce_model *m);
+
+/* Marks present the biases the file has (layers not removed), checking their shapes.
+ * CCE_ERR_FORMAT names the file and the bias. (model_bias.c) */
+cce_status model_bias_index_file(cce_model *m);
+
+/* Puts t [rows] into bias slot sl (cce_model_put_tensor semantics: owned by the model on success,
+ * the caller's on failure). (model_bias.c) */
+cce_status model_bias_put(cce_model *m, model_slot *sl, cce_tensor *t);
+
+/* Writes every present bias (loading each lazily and dropping it again, like the weights).
+ * (model_bias.c) */
+cce_status model_bias_save(cce_model *m, cce_store_writer *w);
+
+/* Parameters in the present biases of one layer. (model_bias.c) */
+int64_t model_bias_layer_params(const cce_model *m, int layer);
+
+/* Frees a slot's tensor and encoding and marks it absent. (model.c) */
+void model_slot_clear(model_slot *sl);
 
 #endif

@@ -1,9 +1,10 @@
 /* Changing a layer's widths in a model or variant (model.h, "Layer shapes"): the widths and the
- * tensors of the new shapes change together, and a removed block drops its tensors.
+ * tensors (and biases) of the new shapes change together, and a removed block drops its tensors
+ * and biases.
  *
  * The layer shape is swapped in first and the expected tensor shapes recomputed
- * (model_refresh_shapes); if any given or kept tensor disagrees, the old shape is put back and
- * nothing else has changed. */
+ * (model_refresh_shapes); if any given or kept tensor or bias disagrees, the old shape is put back
+ * and nothing else has changed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,8 +70,41 @@ static cce_status check_tensors(const cce_model *m, int layer, cce_tensor *const
     return CCE_OK;
 }
 
+/* Checks the layer's biases against the (already refreshed) expected lengths: the given bias, or
+ * the present one that is kept (its length before the change in old_len). */
+static cce_status check_biases(const cce_model *m, int layer, cce_tensor *const *biases,
+                               const int64_t old_len[CCE_LB_COUNT]) {
+    for (int b = 0; b < CCE_LB_COUNT; b++) {
+        const model_slot *sl = model_bias_slot(m, layer, (cce_layer_bias)b);
+        const cce_tensor *t = biases ? biases[b] : NULL;
+        if (!t && !sl->present) continue;
+        if (t && (t->ndim != 1 || t->shape[0] != sl->shape[0])) {
+            char got[64];
+            shape_text(t->ndim, t->shape, got, sizeof got);
+            return cce_fail(CCE_ERR_ARG,
+                            "bias %s: shape %s, the new widths of layer %d imply [%lld]", sl->name,
+                            got, layer, (long long)sl->shape[0]);
+        }
+        if (!t && old_len[b] != sl->shape[0])
+            return cce_fail(CCE_ERR_ARG,
+                            "bias %s: kept length %lld, the new widths of layer %d imply %lld (a "
+                            "resize of its weight's rows must give the sliced bias too)",
+                            sl->name, (long long)old_len[b], layer, (long long)sl->shape[0]);
+        if (t) {
+            cce_status s = cce_tensor_check_finite(t, sl->name);
+            if (s) return s;
+        }
+    }
+    return CCE_OK;
+}
+
 cce_status cce_model_reshape_layer(cce_model *m, int layer, const cce_layer_shape *shape,
                                    cce_tensor *const *tensors) {
+    return cce_model_reshape_layer_biases(m, layer, shape, tensors, NULL);
+}
+
+cce_status cce_model_reshape_layer_biases(cce_model *m, int layer, const cce_layer_shape *shape,
+                                          cce_tensor *const *tensors, cce_tensor *const *biases) {
     if (!m || !shape) return cce_fail(CCE_ERR_ARG, "reshape_layer: no model or shape given");
     if (layer < 0 || layer >= m->cfg.n_layers)
         return cce_fail(CCE_ERR_RANGE, "reshape_layer: layer %d is outside [0, %d)", layer,
@@ -84,17 +118,20 @@ cce_status cce_model_reshape_layer(cce_model *m, int layer, const cce_layer_shap
     memcpy(map, shape->kv_of_head, (size_t)shape->n_heads * sizeof *map);
 
     int old_ndim[CCE_LT_COUNT];
-    int64_t old_shape[CCE_LT_COUNT][CCE_TENSOR_MAX_DIMS];
+    int64_t old_shape[CCE_LT_COUNT][CCE_TENSOR_MAX_DIMS], old_len[CCE_LB_COUNT];
     for (int w = 0; w < CCE_LT_COUNT; w++) {
         const model_slot *sl = &m->slots[layer_slot(m, layer, (cce_layer_tensor)w)];
         old_ndim[w] = sl->ndim;
         memcpy(old_shape[w], sl->shape, sizeof old_shape[w]);
     }
+    for (int b = 0; b < CCE_LB_COUNT; b++)
+        old_len[b] = model_bias_slot(m, layer, (cce_layer_bias)b)->shape[0];
     cce_layer_shape old = m->layers[layer];
     m->layers[layer] = *shape;
     m->layers[layer].kv_of_head = map;
     model_refresh_shapes(m);
-    if ((s = check_tensors(m, layer, tensors, old_ndim, old_shape))) {
+    if ((s = check_tensors(m, layer, tensors, old_ndim, old_shape)) ||
+        (s = check_biases(m, layer, biases, old_len))) {
         m->layers[layer] = old;
         model_refresh_shapes(m);
         free(map);
@@ -107,6 +144,14 @@ cce_status cce_model_reshape_layer(cce_model *m, int layer, const cce_layer_shap
         if (sl->t != tensors[w]) cce_tensor_free(sl->t); /* a variant's view frees no data */
         sl->t = tensors[w];
         sl->shared = 0;
+    }
+    for (int b = 0; biases && b < CCE_LB_COUNT; b++) {
+        if (!biases[b]) continue;
+        model_slot *sl = model_bias_slot(m, layer, (cce_layer_bias)b);
+        if (sl->t != biases[b]) cce_tensor_free(sl->t);
+        sl->t = biases[b];
+        sl->shared = 0;
+        sl->present = 1;
     }
     return CCE_OK;
 }
@@ -124,6 +169,8 @@ cce_status cce_model_remove_layer(cce_model *m, int layer) {
         sl->shared = 0;
         sl->present = 0;
     }
+    for (int b = 0; b < CCE_LB_COUNT; b++)
+        model_slot_clear(model_bias_slot(m, layer, (cce_layer_bias)b));
     model_rebuild_order(m);
     return CCE_OK;
 }

@@ -9,8 +9,17 @@
  *   /model/layers/NN/...    one group per layer (NN zero-padded to at least 2 digits), with
  *                           attributes hidden_dim, n_heads, n_kv_heads, kv_of_head[n_heads],
  *                           removed; tensors .../self_attn/q_proj/weight etc.
+ *                           Optional biases (model.h "Biases"), float32 [rows] datasets beside
+ *                           their weights: .../self_attn/{q,k,v,o}_proj/bias and
+ *                           .../mlp/{gate,up,down}_proj/bias (never in a removed layer). A file
+ *                           without them is read as a model without biases, so older files open
+ *                           unchanged and a model without biases writes the same datasets as
+ *                           before.
  *   /tokenizer              type="llama2c-bpe", pieces (UTF-8 strings), scores (float32),
- *                           attributes bos_id, eos_id, unk_id
+ *                           attributes bos_id, eos_id, unk_id; type="hf-bpe" adds kind,
+ *                           pretokenizer, flags, pad_id, n_padding, merges, added_ids,
+ *                           added_flags
+ *                           (tokenizer_store.c, framework/README.md)
  * String attributes and the pieces are written as fixed-length UTF-8 strings (the pieces
  * NUL-padded, chunked, deflate + Fletcher-32): variable-length strings live in the global heap,
  * whose references libhdf5 1.10 follows unchecked, so a corrupted file could crash it. The

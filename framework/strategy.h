@@ -37,8 +37,12 @@
 #include "status.h"
 #include "tensor.h"
 
-/* Bumped whenever a struct of this header changes layout or meaning. */
-#define CCE_STRATEGY_API_VERSION 5
+/* Bumped whenever a struct of this header changes layout or meaning.
+ * 6: cce_block_job gained bias[] (the layer's biases as writable copies) and bias_pending[]
+ *    (cce_block_job_set_bias); a strategy that resizes q/k/v/gate/up rows must slice their
+ *    biases. cce_strategy gained the optional `tables` callback (extra per-run tables, appended
+ *    at the end of the descriptor). */
+#define CCE_STRATEGY_API_VERSION 6
 
 /* The name of the symbol an external strategy exports. */
 #define CCE_STRATEGY_ENTRY_SYMBOL "cce_strategy_entry"
@@ -111,6 +115,15 @@ typedef struct cce_block_job {
      * widths, applied by the driver together with the resized tensors when apply succeeds. */
     int reshaped;              /* 1: new_shape holds the layer's new widths (or removed = 1) */
     cce_layer_shape new_shape; /* kv_of_head [n_heads] owned by the job */
+    /* The layer's biases (model.h, "Biases") as writable copies owned by the job, NULL when
+     * absent; filled by the driver for block jobs. They hold the values from before apply until
+     * apply returns. After a successful apply the driver stores them in the model when they
+     * differ from its biases (so an in-place change counts too; a bias freed and set to NULL is
+     * removed). */
+    cce_tensor *bias[CCE_LB_COUNT];
+    /* Framework-managed (cce_block_job_set_bias): pending new biases [rows], swapped into bias[]
+     * when apply succeeds, dropped when it fails. */
+    cce_tensor *bias_pending[CCE_LB_COUNT];
 } cce_block_job;
 
 /* One row of an apply report: what happened to one tensor. */
@@ -136,6 +149,25 @@ typedef struct cce_report {
     size_t n, cap;
 } cce_report;
 
+/* ---- Extra per-run tables -------------------------------------------------------------------- */
+
+struct cce_table; /* results_table.h */
+
+/* Tables (results_table.h) a strategy hands back from its `tables` callback: per-layer
+ * diagnostics recorded with a run beside "weights" and "activations" (results.h). The list owns
+ * the tables. Plain data: zero-initialise it (or cce_table_list_init) and cce_table_list_clear. */
+typedef struct cce_table_list {
+    struct cce_table **tables; /* [n] owned */
+    size_t n, cap;
+} cce_table_list;
+
+void cce_table_list_init(cce_table_list *l);
+/* Appends t, which the list then owns (on failure t is freed). CCE_ERR_ARG naming the table when
+ * the list already holds one of that name. */
+cce_status cce_table_list_add(cce_table_list *l, struct cce_table *t);
+/* Frees every table and empties the list. */
+void cce_table_list_clear(cce_table_list *l);
+
 /* ---- The descriptor -------------------------------------------------------------------------- */
 
 typedef struct cce_strategy {
@@ -158,6 +190,11 @@ typedef struct cce_strategy {
     /* Needs that depend on the parameters (e.g. only one method needs calibration); the
      * framework ORs them with `needs`. Optional. */
     unsigned (*needs_of)(const cce_params *p);
+    /* Extra per-run tables after every apply of a run (per-layer diagnostics), appended to *out,
+     * which takes ownership of them. Table names start with the strategy's name ("cce_layers")
+     * and are never "metrics" or "layers". Called after the run's last apply; may be called
+     * again (each call builds new tables). Optional. */
+    cce_status (*tables)(void *priv, cce_table_list *out);
 } cce_strategy;
 
 /* The function an external strategy exports (CCE_STRATEGY_ENTRY_SYMBOL). */
@@ -222,6 +259,19 @@ cce_status cce_block_job_remove_layer(cce_block_job *job);
 /* Drops a pending shape or removal (the framework calls it when apply fails and in
  * cce_block_job_free). */
 void cce_block_job_clear_shape(cce_block_job *job);
+
+/* Creates or replaces bias `which` of the job's layer with n values (copied). Applied by the
+ * driver together with the (resized) tensors when apply succeeds; dropped when it fails. Does not
+ * need can_resize (a bias correction keeps shapes). CCE_ERR_STATE for a job that is not a
+ * block's (layer -1), CCE_ERR_ARG for a bad kind, n < 1 or no values, CCE_ERR_NUMERIC for NaN or
+ * Inf values. When apply returns, the bias's length is checked against the final row count of
+ * its weight in the job (resized or not): a mismatch fails the apply with CCE_ERR_ARG naming the
+ * strategy and the bias. So a strategy that resizes the rows of q/k/v/gate/up (structured
+ * pruning) must slice the matching bias too (job->bias[which] present: call this with the kept
+ * rows); if it does not, the apply fails instead of producing a broken model. Calling it again
+ * for the same bias replaces the pending values. */
+cce_status cce_block_job_set_bias(cce_block_job *job, cce_layer_bias which, const float *v,
+                                  int64_t n);
 
 /* ---- Framework side (drivers, the CLI, Lua) -------------------------------------------------- */
 
@@ -325,9 +375,11 @@ cce_status cce_strategy_instance_plan(cce_strategy_instance *inst, cce_model *m,
                                       const cce_calib *calib, cce_plan *plan);
 
 /* Runs apply on a job: checks that calibration is there when needed and that every tensor the job
- * plans is finite (CCE_ERR_NUMERIC naming it), then swaps in resized tensors on success or drops
- * them on failure. Rows are appended to r (and removed again on failure). A strategy that fails
- * half way may leave tensors it changed in place changed: drivers give jobs copies. */
+ * plans is finite (CCE_ERR_NUMERIC naming it), checks the lengths of the biases against their
+ * weights' final rows (see cce_block_job_set_bias), then swaps in resized tensors and pending
+ * biases on success or drops them on failure. Rows are appended to r (and removed again on
+ * failure). A strategy that fails half way may leave tensors it changed in place changed: drivers
+ * give jobs copies. */
 cce_status cce_strategy_instance_apply(cce_strategy_instance *inst, cce_block_job *job,
                                        cce_report *r);
 
@@ -338,6 +390,21 @@ const cce_params *cce_strategy_instance_params(const cce_strategy_instance *inst
 
 /* Calls fini and frees everything. */
 void cce_strategy_instance_free(cce_strategy_instance *inst);
+
+/* The instance's private state (priv_size bytes; NULL when 0). Borrowed from the instance. */
+void *cce_strategy_instance_priv(const cce_strategy_instance *inst);
+
+/* The strategy's extra tables (its `tables` callback; nothing for a strategy without one),
+ * appended to out, which owns them. Checked: valid names that start with the strategy's name, not
+ * "metrics" or "layers", distinct within out (CCE_ERR_FORMAT naming the strategy and table;
+ * CCE_ERR_ARG for a repeat). On failure out is as it was. (strategy_tables.c) */
+cce_status cce_strategy_instance_tables(cce_strategy_instance *inst, cce_table_list *out);
+
+/* The tables of every step of a run (steps [n], in order, as cce_compress got them) appended to
+ * out. A name another step already gave gets the suffix "_s<step number>" ("cce_layers_s2"). On
+ * failure out is as it was. (strategy_tables.c) */
+cce_status cce_strategy_tables_collect(cce_strategy_instance *const *steps, size_t n,
+                                       cce_table_list *out);
 
 /* A job of n empty tensor slots for one layer (can_resize 0, no model, no calibration). The caller
  * owns *out (cce_block_job_free). */
@@ -351,7 +418,7 @@ cce_status cce_block_job_set(cce_block_job *job, size_t i, const char *name, cce
 /* Hands slot i's weight back to the caller, who then owns it (NULL for a bad index). */
 cce_tensor *cce_block_job_take(cce_block_job *job, size_t i);
 
-/* Frees the job and every tensor it still owns. */
+/* Frees the job and every tensor and bias it still owns. */
 void cce_block_job_free(cce_block_job *job);
 
 /* An empty report / its rows freed. A report is plain data: zero-initialise or use these. */

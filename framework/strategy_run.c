@@ -58,6 +58,38 @@ cce_status cce_strategy_instance_plan(cce_strategy_instance *inst, cce_model *m,
     return inst->s->plan(inst->priv, m, calib, plan);
 }
 
+/* After a successful apply: every bias the job will hold (pending or kept) has as many values as
+ * its weight in the job has rows (resized or not). Not checked for a removed block, nor for a
+ * bias whose weight the job does not hold. */
+static cce_status check_bias_lengths(const cce_strategy *s, const cce_block_job *job) {
+    if (job->layer < 0 || (job->reshaped && job->new_shape.removed)) return CCE_OK;
+    for (int b = 0; b < CCE_LB_COUNT; b++) {
+        const cce_tensor *bias = job->bias_pending[b] ? job->bias_pending[b] : job->bias[b];
+        if (!bias) continue;
+        char weight[CCE_PLAN_NAME_MAX], name[CCE_PLAN_NAME_MAX];
+        cce_layer_tensor_name(job->layer, cce_layer_bias_weight((cce_layer_bias)b), weight,
+                              sizeof weight);
+        cce_layer_bias_name(job->layer, (cce_layer_bias)b, name, sizeof name);
+        for (size_t i = 0; i < job->n; i++) {
+            const cce_job_tensor *t = &job->tensors[i];
+            if (strcmp(t->name, weight)) continue;
+            const cce_tensor *w = t->resized ? t->resized : t->weight;
+            if (!w) break;
+            int64_t rows = w->shape[0], n = cce_tensor_numel(bias);
+            if (bias->ndim == 1 && n == rows) break;
+            if (!job->bias_pending[b])
+                return cce_fail(CCE_ERR_ARG,
+                                "%s: bias %s has %lld values but %s now has %lld rows: a strategy "
+                                "that resizes rows must slice the bias (cce_block_job_set_bias)",
+                                s->name, name, (long long)n, weight, (long long)rows);
+            return cce_fail(CCE_ERR_ARG,
+                            "%s: bias %s was set with %lld values but %s has %lld rows", s->name,
+                            name, (long long)n, weight, (long long)rows);
+        }
+    }
+    return CCE_OK;
+}
+
 cce_status cce_strategy_instance_apply(cce_strategy_instance *inst, cce_block_job *job,
                                        cce_report *r) {
     cce_status st = check_calibration(inst, job->calib);
@@ -72,6 +104,17 @@ cce_status cce_strategy_instance_apply(cce_strategy_instance *inst, cce_block_jo
     if (st) return st;
     size_t rows_before = r->n;
     st = inst->s->apply(inst->priv, job, r);
+    if (!st) st = check_bias_lengths(inst->s, job);
+    for (int b = 0; b < CCE_LB_COUNT; b++) {
+        if (!job->bias_pending[b]) continue;
+        if (st) {
+            cce_tensor_free(job->bias_pending[b]);
+        } else {
+            cce_tensor_free(job->bias[b]);
+            job->bias[b] = job->bias_pending[b];
+        }
+        job->bias_pending[b] = NULL;
+    }
     for (size_t i = 0; i < job->n; i++) {
         cce_job_tensor *t = &job->tensors[i];
         if (!t->resized) continue;
@@ -100,6 +143,10 @@ const cce_strategy *cce_strategy_instance_strategy(const cce_strategy_instance *
 
 const cce_params *cce_strategy_instance_params(const cce_strategy_instance *inst) {
     return inst->p;
+}
+
+void *cce_strategy_instance_priv(const cce_strategy_instance *inst) {
+    return inst->priv;
 }
 
 void cce_strategy_instance_free(cce_strategy_instance *inst) {
@@ -158,6 +205,10 @@ void cce_block_job_free(cce_block_job *job) {
         cce_tensor_free(job->tensors[i].weight);
         cce_tensor_free(job->tensors[i].resized);
         cce_encoding_free(job->tensors[i].encoding);
+    }
+    for (int b = 0; b < CCE_LB_COUNT; b++) {
+        cce_tensor_free(job->bias[b]);
+        cce_tensor_free(job->bias_pending[b]);
     }
     cce_block_job_clear_shape(job);
     free(job->tensors);

@@ -84,6 +84,29 @@ static void fill_ones(cce_tensor *t) {
     for (int64_t i = 0; i < n; i++) t->data[i] = 1.0f;
 }
 
+/* Every bias of every layer, gaussian of std bias_std, from streams of their own (a seed apart
+ * from the weights' streams, indexed by layer and kind). */
+static cce_status add_biases(cce_model *m, gsl_rng *r, const cce_synth_options *o) {
+    const cce_config *c = cce_model_config(m);
+    double std = o->bias_std > 0 ? (double)o->bias_std : (double)CCE_SYNTH_BIAS_STD;
+    uint64_t seed = splitmix64(o->seed ^ 0x62696173ull); /* "bias" */
+    for (int l = 0; l < c->n_layers; l++) {
+        const cce_layer_shape *ls = cce_model_layer(m, l);
+        for (int b = 0; b < CCE_LB_COUNT; b++) {
+            int64_t rows = b == CCE_LB_Q                    ? (int64_t)ls->n_heads * c->head_dim
+                           : b == CCE_LB_K || b == CCE_LB_V ? (int64_t)ls->n_kv_heads * c->head_dim
+                           : b == CCE_LB_GATE || b == CCE_LB_UP ? ls->hidden_dim
+                                                                : c->dim;
+            cce_tensor *t;
+            cce_status s = cce_tensor_new(1, &rows, &t);
+            if (s) return s;
+            fill_gaussian(r, seed, (size_t)l * CCE_LB_COUNT + (size_t)b, t, std);
+            if ((s = cce_model_set_layer_bias(m, l, (cce_layer_bias)b, t))) return s;
+        }
+    }
+    return CCE_OK;
+}
+
 cce_status cce_synth_model(const cce_synth_options *o, cce_model **out) {
     cce_config cfg = o->cfg;
     if (o->zero_classifier) cfg.tied_embeddings = 0;
@@ -97,6 +120,9 @@ cce_status cce_synth_model(const cce_synth_options *o, cce_model **out) {
     if (!(o->init_std >= 0.0f) || !isfinite(o->init_std))
         return cce_fail(CCE_ERR_RANGE, "synth: init_std = %g must be finite and >= 0",
                         (double)o->init_std);
+    if (!(o->bias_std >= 0.0f) || !isfinite(o->bias_std))
+        return cce_fail(CCE_ERR_RANGE, "synth: bias_std = %g must be finite and >= 0",
+                        (double)o->bias_std);
 
     cce_model *m = NULL;
     cce_tokenizer *tok = NULL;
@@ -116,6 +142,7 @@ cce_status cce_synth_model(const cce_synth_options *o, cce_model **out) {
         double std = o->init_std > 0 ? (double)o->init_std : 1.0 / sqrt((double)t->shape[1]);
         fill_gaussian(r, o->seed, i, t, std);
     }
+    if (o->biases && (s = add_biases(m, r, o))) goto fail;
     if ((s = cce_tokenizer_new_bytes(cfg.vocab_size, &tok))) goto fail;
     cce_model_set_tokenizer(m, tok);
     char source[64];

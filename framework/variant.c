@@ -33,6 +33,8 @@ cce_status cce_model_variant_new(cce_model *base, cce_model **out) {
         }
     model_refresh_shapes(m);
     for (size_t i = 0; i < m->n_slots; i++) m->slots[i].present = base->slots[i].present;
+    for (size_t i = 0; i < (size_t)base->cfg.n_layers * CCE_LB_COUNT; i++)
+        m->biases[i].present = base->biases[i].present;
     model_rebuild_order(m);
     cce_model_set_source(m, base->source);
     m->tok = base->tok;
@@ -42,8 +44,7 @@ cce_status cce_model_variant_new(cce_model *base, cce_model **out) {
     return CCE_OK;
 }
 
-cce_status model_variant_borrow(cce_model *m, size_t i) {
-    model_slot *sl = &m->slots[i];
+cce_status model_variant_borrow(cce_model *m, model_slot *sl) {
     cce_tensor *bt, *view;
     cce_status s = cce_model_tensor(m->base, sl->name, &bt);
     if (s) {
@@ -65,10 +66,11 @@ cce_model *cce_model_base(const cce_model *m) {
 }
 
 int cce_model_tensor_is_shared(const cce_model *m, const char *name) {
-    if (!m || !m->base) return 0;
+    if (!m || !m->base || !name) return 0;
     size_t i = model_slot_index(m, name);
-    if (i == (size_t)-1 || !m->slots[i].present) return 0;
-    return m->slots[i].t == NULL || m->slots[i].shared;
+    const model_slot *sl = i == (size_t)-1 ? model_bias_slot_of_name(m, name) : &m->slots[i];
+    if (!sl || !sl->present) return 0;
+    return sl->t == NULL || sl->shared;
 }
 
 size_t cce_model_owned_tensor_count(const cce_model *m) {
@@ -77,6 +79,10 @@ size_t cce_model_owned_tensor_count(const cce_model *m) {
     for (size_t k = 0; k < m->n_present; k++) {
         const model_slot *sl = &m->slots[m->order[k]];
         n += sl->t != NULL && !sl->shared;
+    }
+    for (size_t i = 0; i < (size_t)m->cfg.n_layers * CCE_LB_COUNT; i++) {
+        const model_slot *sl = &m->biases[i];
+        n += sl->present && sl->t != NULL && !sl->shared;
     }
     return n;
 }

@@ -255,6 +255,7 @@ static int l_synth(lua_State *L) {
 /* ---- Methods --------------------------------------------------------------------------------- */
 
 /* m:info() -> {dim=, ..., params=, path=, sha256=, source=, variant=, tensors={names},
+ *              biases={names} (the layer biases present, model.h; empty without),
  *              layers={{layer=, hidden_dim=, n_heads=, n_kv_heads=, removed=, params=}, ...}} */
 static int m_info(lua_State *L) {
     cce_lua_model *mo = cce_lua_check_model(L, 1);
@@ -299,6 +300,17 @@ static int m_info(lua_State *L) {
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "tensors");
+    lua_createtable(L, (int)cce_model_bias_count(m), 0);
+    lua_Integer nb = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int b = 0; b < CCE_LB_COUNT; b++) {
+            if (!cce_model_has_layer_bias(m, l, (cce_layer_bias)b)) continue;
+            char name[96];
+            cce_layer_bias_name(l, (cce_layer_bias)b, name, sizeof name);
+            lua_pushstring(L, name);
+            lua_rawseti(L, -2, ++nb);
+        }
+    lua_setfield(L, -2, "biases");
     lua_createtable(L, c->n_layers, 0);
     for (int l = 0; l < c->n_layers; l++) {
         const cce_layer_shape *ls = cce_model_layer(m, l);

@@ -17,7 +17,8 @@
  * (CCE_NEEDS_RESIZE).
  *
  * Report: one row per tensor of a removed block (norms included): params and bytes after 0,
- * sparsity 1, relative Frobenius and output error 1, the block's BI in the note. */
+ * sparsity 1, relative Frobenius and output error 1, the block's BI in the note. A block's biases
+ * (model.h) count in its parameters (cce_model_layer_params) and go with it. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

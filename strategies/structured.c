@@ -19,7 +19,11 @@
  * target in a layer (an override on one of them alone is an error), or all be skipped. Removing
  * every unit of a layer is refused (ratio < 1): removing a whole block is ShortGPT's job. Tensors
  * outside the blocks are left alone. Needs resizing (CCE_NEEDS_RESIZE); calibration is optional
- * and only used for the output errors in the report. */
+ * and only used for the output errors in the report.
+ *
+ * Biases (model.h): the biases of the removed rows of q (heads), k and v (kv heads) and gate and up
+ * (neurons) go with their rows (cce_block_job_set_bias with the kept values); o and down keep
+ * theirs (their rows are the residual stream). Biases do not enter the scores. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +230,29 @@ static cce_status shrink_tensor(cce_block_job *job, int i, int axis, const int *
     return cce_report_add(r, &row);
 }
 
+/* The job's bias `which` (if it has one) cut to the kept units (keep[n_units], unit_len values
+ * each), as the pending bias. */
+static cce_status slice_bias(cce_block_job *job, cce_layer_bias which, const int *keep, int n_units,
+                             int unit_len) {
+    const cce_tensor *b = job->bias[which];
+    if (!b) return CCE_OK;
+    if (cce_tensor_numel(b) != (int64_t)n_units * unit_len) {
+        char name[CCE_PLAN_NAME_MAX];
+        cce_layer_bias_name(job->layer, which, name, sizeof name);
+        return cce_fail(CCE_ERR_ARG, NAME ": bias %s has %lld values, the layer has %d x %d", name,
+                        (long long)cce_tensor_numel(b), n_units, unit_len);
+    }
+    float *kept = malloc(sizeof *kept * (size_t)n_units * (size_t)unit_len); /* [kept values] */
+    if (!kept) return cce_fail(CCE_ERR_NOMEM, NAME ": layer %d: bias", job->layer);
+    int64_t n = 0;
+    for (int u = 0; u < n_units; u++)
+        if (keep[u])
+            for (int j = 0; j < unit_len; j++) kept[n++] = b->data[(int64_t)u * unit_len + j];
+    cce_status s = cce_block_job_set_bias(job, which, kept, n);
+    free(kept);
+    return s;
+}
+
 /* ---- Units ----------------------------------------------------------------------------------- */
 
 static double row_norm(const float *w, int64_t n) {
@@ -278,6 +305,8 @@ static cce_status prune_ffn(cce_block_job *job, const int idx[CCE_LT_COUNT], int
     if (!s) s = shrink_tensor(job, idx[CCE_LT_GATE], 0, keep, H, 1, note, r);
     if (!s) s = shrink_tensor(job, idx[CCE_LT_UP], 0, keep, H, 1, note, r);
     if (!s) s = shrink_tensor(job, idx[CCE_LT_DOWN], 1, keep, H, 1, note, r);
+    if (!s) s = slice_bias(job, CCE_LB_GATE, keep, H, 1);
+    if (!s) s = slice_bias(job, CCE_LB_UP, keep, H, 1);
     free(score);
     free(keep);
     if (!s) *hidden = H - k;
@@ -322,6 +351,10 @@ static cce_status prune_heads(cce_block_job *job, const int idx[CCE_LT_COUNT], i
                           (s = shrink_tensor(job, idx[CCE_LT_V], 0, keep_kv, nkv, hd, note, r))))
         goto done;
     if ((s = shrink_tensor(job, idx[CCE_LT_O], 1, keep, nh, hd, note, r))) goto done;
+    if ((s = slice_bias(job, CCE_LB_Q, keep, nh, hd))) goto done;
+    if (kept_kv < nkv && ((s = slice_bias(job, CCE_LB_K, keep_kv, nkv, hd)) ||
+                          (s = slice_bias(job, CCE_LB_V, keep_kv, nkv, hd))))
+        goto done;
     *n_heads = nh - k;
     *n_kv_heads = kept_kv;
 done:

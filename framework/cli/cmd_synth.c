@@ -39,6 +39,8 @@ static void usage(FILE *f) {
            "  --init-std X            std of every weight matrix instead of 1/sqrt(fan_in)\n"
            "  --untied                a separate random lm_head instead of the tied embedding\n"
            "  --zero-classifier       an untied lm_head of zeros: every logit is 0\n"
+           "  --bias                  give every layer random q/k/v/o/gate/up/down biases\n"
+           "  --bias-std X            their std (default 0.1; implies --bias)\n"
            "  --tokenizer FILE        a llama2.c tokenizer.bin of exactly --vocab pieces instead\n"
            "                          of the byte-level one (e.g. the Llama 2 tokenizer with\n"
            "                          stories15M/stories110M, to run a real shape on real text)\n"
@@ -70,8 +72,8 @@ int cmd_synth(int argc, char **argv) {
     }
     const char *preset = NULL, *output = NULL, *tokenizer = NULL;
     long shape[O_COUNT], level = 0;
-    double init_std = 0;
-    int untied = 0, zero_classifier = 0, rc;
+    double init_std = 0, bias_std = 0;
+    int untied = 0, zero_classifier = 0, biases = 0, rc;
     uint64_t seed = 0;
     for (int k = 0; k < O_COUNT; k++) shape[k] = -1;
     for (int i = 1; i < argc; i++) {
@@ -95,6 +97,9 @@ int cmd_synth(int argc, char **argv) {
             if ((rc = parse_seed(v, &seed))) return rc;
         } else if ((v = cli_option_value(argc, argv, &i, "--init-std", &missing))) {
             if ((rc = cli_parse_double(CMD, "--init-std", v, 0.0, 1e3, &init_std))) return rc;
+        } else if ((v = cli_option_value(argc, argv, &i, "--bias-std", &missing))) {
+            if ((rc = cli_parse_double(CMD, "--bias-std", v, 0.0, 1e3, &bias_std))) return rc;
+            biases = 1;
         } else if ((v = cli_option_value(argc, argv, &i, "--compress-level", &missing))) {
             if ((rc = cli_parse_long(CMD, "--compress-level", v, 0, 9, &level))) return rc;
         } else if (missing) {
@@ -103,6 +108,8 @@ int cmd_synth(int argc, char **argv) {
             untied = 1;
         } else if (!strcmp(argv[i], "--zero-classifier")) {
             zero_classifier = 1;
+        } else if (!strcmp(argv[i], "--bias")) {
+            biases = 1;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             return cli_usage_error(CMD, "unknown option '%s'", argv[i]);
         } else if (!preset) {
@@ -140,6 +147,8 @@ int cmd_synth(int argc, char **argv) {
     o.seed = seed;
     o.init_std = (float)init_std;
     o.zero_classifier = zero_classifier;
+    o.biases = biases;
+    o.bias_std = (float)bias_std;
     if (cce_config_validate(c, "model shape") != CCE_OK)
         return cli_usage_error(CMD, "%s", cce_error_detail());
     if (c->vocab_size < 259)
@@ -166,12 +175,12 @@ int cmd_synth(int argc, char **argv) {
         return cli_fail(CMD, s);
     }
     printf("wrote %s: %s seed %llu, dim %d, hidden %d, %d layers, %d heads, %d kv heads, "
-           "vocab %d, seq_len %d, %s, %lld parameters\n",
+           "vocab %d, seq_len %d, %s%s, %lld parameters\n",
            output, preset, (unsigned long long)seed, (int)c->dim, (int)c->hidden_dim,
            (int)c->n_layers, (int)c->n_heads, (int)c->n_kv_heads, (int)c->vocab_size,
            (int)c->seq_len,
            zero_classifier ? "zero classifier" : (c->tied_embeddings ? "tied" : "untied"),
-           (long long)cce_model_total_params(m));
+           biases ? ", biases" : "", (long long)cce_model_total_params(m));
     cce_model_free(m);
     return 0;
 }
