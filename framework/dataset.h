@@ -94,7 +94,9 @@ cce_status cce_dataset_resolve(const char *name_or_path, char **path, char sha25
 cce_status cce_text_load(const char *path, char **text, size_t *len);
 
 /* The token stream of a dataset (name or path): the whole text as ONE stream, no BOS and no
- * EOS, with the single dummy-prefix token at its start. Cached in the cache folder as
+ * EOS, encoded as cce_tokenizer_encode does (a SentencePiece-style tokenizer's stream starts with
+ * the dummy-prefix space, merged into its first piece; a ByteLevel one's with the text's own
+ * first bytes, unless the tokenizer adds a prefix space). Cached in the cache folder as
  * tokens/<text sha256>-<tokenizer fingerprint>.bin (magic, count, checksum; written to a
  * temporary name and renamed). A corrupt cache file is ignored and rebuilt; a cache that cannot
  * be written is skipped. *tokens is malloc'd and owned by the caller (free). */

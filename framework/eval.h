@@ -72,9 +72,10 @@ int64_t cce_eval_window_count(size_t n_stream, int ctx, int64_t max_tokens);
 int cce_eval_default_ctx(const cce_model *m);
 
 /* Evaluates m (and, if ref is not NULL, compares it with ref on the same windows) on the token
- * stream [n] (borrowed). o may be NULL (defaults). BOS is the id of m's tokenizer (1, the
- * llama2.c convention, when m has none). Each window runs through one cce_forward per model,
- * side by side, so no logits are kept beyond the current window. Errors:
+ * stream [n] (borrowed). o may be NULL (defaults). BOS is cce_tokenizer_bos of m's tokenizer
+ * (its BOS, else its EOS; 1, the llama2.c convention, only when m has no tokenizer). Each window
+ * runs through one cce_forward per model, side by side, so no logits are kept beyond the current
+ * window. Errors:
  *   - CCE_ERR_RANGE: ctx outside [2, seq_len] of either model, max_tokens < 0, a token outside
  *     the model's vocabulary (names its stream index), a stream shorter than one window;
  *   - CCE_ERR_ARG: ref with a different vocabulary size (names both), or both models have

@@ -4,6 +4,7 @@
  * Every function that touches HDF5 has one cleanup label and closes every hid_t it opened. */
 #include "store.h"
 #include "store_hdf5.h"
+#include "tokenizer_store.h"
 
 #include "encoding.h"
 
@@ -529,7 +530,7 @@ cce_status cce_store_read_tokenizer(cce_store *s, cce_tokenizer **out) {
     if ((g = H5Gopen2(s->file, gpath, H5P_DEFAULT)) < 0)
         return store_hdf5_fail(CCE_ERR_FORMAT, f, gpath, "not a group");
     if ((st = store_read_attr_string(g, f, gpath, "type", &type))) goto done;
-    if (strcmp(type, "llama2c-bpe") != 0) {
+    if (strcmp(type, "llama2c-bpe") != 0 && strcmp(type, "hf-bpe") != 0) {
         st = cce_fail(CCE_ERR_FORMAT, "%s: %s: type \"%s\" is not supported", f, gpath, type);
         goto done;
     }
@@ -562,6 +563,13 @@ cce_status cce_store_read_tokenizer(cce_store *s, cce_tokenizer **out) {
         }
     }
     cce_tokenizer *tok;
+    if (!strcmp(type, "hf-bpe")) { /* kind, special ids, merges, added tokens: tokenizer_store.c */
+        if ((st = tokenizer_store_read(g, f, gpath, (int32_t)n, (const char *const *)pieces, scores,
+                                       bos, eos, unk, &tok)))
+            goto done;
+        *out = tok;
+        goto done;
+    }
     if ((st = cce_tokenizer_new((int32_t)n, (const char *const *)pieces, scores, &tok))) {
         cce_error_prefix("%s: %s: ", f, gpath);
         st = CCE_ERR_FORMAT;

@@ -5,6 +5,7 @@
  * Every function that touches HDF5 has one cleanup label and closes every hid_t it opened. */
 #include "store.h"
 #include "store_hdf5.h"
+#include "tokenizer_store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -255,10 +256,16 @@ cce_status cce_store_write_tokenizer(cce_store_writer *w, const cce_tokenizer *t
         if (len > width) width = len;
     }
     if ((st = make_group(w, gpath, &g))) goto done;
-    if ((st = write_string(g, f, gpath, "type", "llama2c-bpe")) ||
-        (st = write_i32(g, f, gpath, "bos_id", cce_tokenizer_bos(tok))) ||
-        (st = write_i32(g, f, gpath, "eos_id", cce_tokenizer_eos(tok))) ||
-        (st = write_i32(g, f, gpath, "unk_id", 0)))
+    /* A plain llama2.c tokenizer is written as before; any other as "hf-bpe" (tokenizer_store.c)
+     * with the raw special ids (-1: none). */
+    int plain = cce_tokenizer_is_llama2c(tok);
+    cce_tokenizer_spec spec;
+    cce_tokenizer_get_spec(tok, &spec);
+    if ((st = write_string(g, f, gpath, "type", plain ? "llama2c-bpe" : "hf-bpe")) ||
+        (st = write_i32(g, f, gpath, "bos_id", plain ? cce_tokenizer_bos(tok) : spec.bos_id)) ||
+        (st = write_i32(g, f, gpath, "eos_id", plain ? cce_tokenizer_eos(tok) : spec.eos_id)) ||
+        (st = write_i32(g, f, gpath, "unk_id", plain ? 0 : spec.unk_id)) ||
+        (!plain && (st = tokenizer_store_write_extra(g, f, gpath, tok))))
         goto done;
     hsize_t dim = (hsize_t)n;
     if ((space = H5Screate_simple(1, &dim, NULL)) < 0 ||

@@ -1,6 +1,8 @@
-/* Hugging Face tokenizer.json import and export for the project's BPE tokenizer (see
- * tokenizer_hf.h for what is supported and why). */
+/* Hugging Face tokenizer.json import into the project's tokenizer, both kinds (see tokenizer_hf.h
+ * for what is supported and why; export is in tokenizer_hf_export.c). */
 #include "tokenizer_hf.h"
+#include "tokenizer_hf_internal.h"
+#include "tokenizer_internal.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -10,8 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SP         "\xE2\x96\x81" /* U+2581, SentencePiece's space */
-#define SP_LEN     3
 #define MAX_IDS    (1 << 22)
 #define MAX_MERGES (1 << 24) /* ranks stay exact as float scores */
 #define NO_MERGE   -1e10f    /* a score at which the project's tokenizer never merges */
@@ -19,8 +19,7 @@
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
-/* Byte length of the UTF-8 character starting with c (1 for a stray byte). */
-static size_t char_len(unsigned char c) {
+size_t hf_char_len(unsigned char c) {
     return c < 0x80             ? 1
            : (c & 0xE0) == 0xC0 ? 2
            : (c & 0xF0) == 0xE0 ? 3
@@ -28,14 +27,12 @@ static size_t char_len(unsigned char c) {
                                 : 1;
 }
 
-/* 1 if s (len bytes) is exactly one UTF-8 character. */
-static int one_char(const char *s, size_t len) {
-    return len > 0 && char_len((unsigned char)s[0]) == len;
+int hf_one_char(const char *s, size_t len) {
+    return len > 0 && hf_char_len((unsigned char)s[0]) == len;
 }
 
-/* s with every from (flen bytes) replaced by to (tlen bytes); malloc'd, *out_len its length. */
-static char *replace_all(const char *s, size_t len, const char *from, size_t flen, const char *to,
-                         size_t tlen, size_t *out_len) {
+char *hf_replace_all(const char *s, size_t len, const char *from, size_t flen, const char *to,
+                     size_t tlen, size_t *out_len) {
     char *r = malloc(len * (tlen > flen ? tlen : 1) + 1);
     if (!r) return NULL;
     size_t o = 0;
@@ -53,8 +50,7 @@ static char *replace_all(const char *s, size_t len, const char *from, size_t fle
     return r;
 }
 
-/* Renders a piece for an error message: printable ASCII as is, other bytes as \xNN (static). */
-static const char *show(const char *s) {
+const char *hf_show(const char *s) {
     static _Thread_local char buf[4][96];
     static _Thread_local int k;
     char *b = buf[k = (k + 1) & 3];
@@ -107,17 +103,65 @@ static json_t *item(json_t *j, json_t *list, size_t i) {
 /* ---- import: the pipeline around the model -------------------------------------------------- */
 
 typedef struct pipeline {
-    int prefix; /* dummy-prefix "▁" insertions */
-    int spaces; /* 1 if spaces become "▁" */
-    int split;  /* 1 if a Metaspace pre-tokenizer splits words */
+    int prefix;       /* SentencePiece: dummy-prefix "▁" insertions */
+    int spaces;       /* SentencePiece: 1 if spaces become "▁" */
+    int split;        /* SentencePiece: 1 if a Metaspace pre-tokenizer splits words */
+    int prefix_first; /* SentencePiece: Metaspace prepend_scheme "first" */
+    int prepend;      /* SentencePiece: the prefix is the Prepend normalizer's (else Metaspace's) */
+    int sp_parts;     /* SentencePiece-style parts seen (for the mixing check) */
+    int bl_pre;       /* ByteLevel pre-tokenizer seen */
+    int bl_dec;       /* ByteLevel decoder seen */
+    int split_seen;   /* a Split pre-tokenizer seen */
+    int add_prefix_space;
+    int nfc;
+    cce_pretokenizer pretok;
 } pipeline;
 
-static cce_status bytelevel(const char *what, const char *part) {
-    return cce_fail(
-        CCE_ERR_FORMAT,
-        "%s: %s: ByteLevel (GPT-2 style byte-to-unicode) tokenizers are not supported "
-        "yet; the project's tokenizer handles SentencePiece-style BPE with byte fallback",
-        what, part);
+/* A Split pre-tokenizer: its pattern must be one of the known ones, behavior Isolated. */
+static cce_status read_split(const char *what, json_t *it, pipeline *p) {
+    json_t *pat = json_object_get(it, "pattern");
+    const char *re = json_string_value(json_object_get(pat, "Regex"));
+    if (!re) re = json_string_value(json_object_get(pat, "String"));
+    if (!re)
+        return cce_fail(CCE_ERR_FORMAT, "%s: pre_tokenizer Split: pattern is not {\"Regex\": ...}",
+                        what);
+    cce_pretokenizer found = CCE_PRETOK_NONE;
+    for (int k = 1; k < CCE_PRETOK_COUNT; k++)
+        if (!strcmp(re, pretok_regex((cce_pretokenizer)k))) found = (cce_pretokenizer)k;
+    if (found == CCE_PRETOK_NONE || !json_object_get(pat, "Regex"))
+        return cce_fail(CCE_ERR_FORMAT,
+                        "%s: pre_tokenizer Split: pattern '%s' is not supported (the project has "
+                        "no regex engine; known patterns: GPT-2's, Llama 3's, Qwen2's)",
+                        what, hf_show(re));
+    if (!str_is(it, "behavior", "Isolated") || json_is_true(json_object_get(it, "invert")))
+        return cce_fail(CCE_ERR_FORMAT,
+                        "%s: pre_tokenizer Split: only behavior \"Isolated\" without invert is "
+                        "supported",
+                        what);
+    if (p->pretok != CCE_PRETOK_NONE || p->bl_pre)
+        return cce_fail(CCE_ERR_FORMAT,
+                        "%s: pre_tokenizer Split must come first and only once, before ByteLevel",
+                        what);
+    p->pretok = found;
+    p->split_seen = 1;
+    return CCE_OK;
+}
+
+/* A ByteLevel pre-tokenizer. */
+static cce_status read_bytelevel_pre(const char *what, json_t *it, pipeline *p) {
+    if (p->bl_pre) return cce_fail(CCE_ERR_FORMAT, "%s: two ByteLevel pre-tokenizers", what);
+    p->bl_pre = 1;
+    json_t *aps = json_object_get(it, "add_prefix_space"), *re = json_object_get(it, "use_regex");
+    p->add_prefix_space = !json_is_false(aps); /* the library's default is true */
+    if (!json_is_false(re)) {
+        if (p->split_seen)
+            return cce_fail(CCE_ERR_FORMAT,
+                            "%s: pre_tokenizer ByteLevel with use_regex after a Split would split "
+                            "twice: not supported",
+                            what);
+        p->pretok = CCE_PRETOK_GPT2;
+    }
+    return CCE_OK;
 }
 
 static cce_status read_pipeline(const char *what, json_t *root, pipeline *p) {
@@ -129,15 +173,16 @@ static cce_status read_pipeline(const char *what, json_t *root, pipeline *p) {
             json_t *it = item(norm, list, i);
             const char *t = type_of(it);
             if (t && !strcmp(t, "Prepend") && str_is(it, "prepend", SP))
-                p->prefix++;
+                p->prefix++, p->prepend = 1, p->sp_parts++;
             else if (t && !strcmp(t, "Replace") && replace_is(it, " ", SP))
-                p->spaces = 1;
+                p->spaces = 1, p->sp_parts++;
+            else if (t && !strcmp(t, "NFC"))
+                p->nfc = 1;
             else
-                return cce_fail(
-                    CCE_ERR_FORMAT,
-                    "%s: normalizer '%s' is not supported (only Prepend \"\\u2581\" and "
-                    "Replace \" \" -> \"\\u2581\")",
-                    what, t ? t : "(no type)");
+                return cce_fail(CCE_ERR_FORMAT,
+                                "%s: normalizer '%s' is not supported (only Prepend \"\\u2581\", "
+                                "Replace \" \" -> \"\\u2581\" and NFC)",
+                                what, t ? t : "(no type)");
         }
     }
     json_t *pre = json_object_get(root, "pre_tokenizer");
@@ -146,19 +191,27 @@ static cce_status read_pipeline(const char *what, json_t *root, pipeline *p) {
         for (size_t i = 0; i < n; i++) {
             json_t *it = item(pre, list, i);
             const char *t = type_of(it);
-            if (t && !strcmp(t, "ByteLevel")) return bytelevel(what, "pre_tokenizer ByteLevel");
-            if (!t || strcmp(t, "Metaspace") != 0)
-                return cce_fail(CCE_ERR_FORMAT,
-                                "%s: pre_tokenizer '%s' is not supported (only Metaspace)", what,
-                                t ? t : "(no type)");
-            if (!str_is(it, "replacement", SP))
-                return cce_fail(CCE_ERR_FORMAT,
-                                "%s: pre_tokenizer Metaspace: replacement must be \"\\u2581\"",
-                                what);
+            cce_status s = CCE_OK;
+            if (t && !strcmp(t, "ByteLevel"))
+                s = read_bytelevel_pre(what, it, p);
+            else if (t && !strcmp(t, "Split"))
+                s = read_split(what, it, p);
+            else if (!t || strcmp(t, "Metaspace") != 0)
+                s = cce_fail(CCE_ERR_FORMAT,
+                             "%s: pre_tokenizer '%s' is not supported (only Metaspace, "
+                             "ByteLevel, and Split with a known pattern)",
+                             what, t ? t : "(no type)");
+            else if (!str_is(it, "replacement", SP))
+                s = cce_fail(CCE_ERR_FORMAT,
+                             "%s: pre_tokenizer Metaspace: replacement must be \"\\u2581\"", what);
+            if (s) return s;
+            if (strcmp(t, "Metaspace") != 0) continue;
             const char *scheme = json_string_value(json_object_get(it, "prepend_scheme"));
             json_t *aps = json_object_get(it, "add_prefix_space");
             if (scheme ? strcmp(scheme, "never") != 0 : !json_is_false(aps)) p->prefix++;
+            if (scheme && !strcmp(scheme, "first")) p->prefix_first = 1;
             p->spaces = 1;
+            p->sp_parts++;
             if (!json_is_false(json_object_get(it, "split"))) p->split = 1;
         }
     }
@@ -168,21 +221,43 @@ static cce_status read_pipeline(const char *what, json_t *root, pipeline *p) {
         for (size_t i = 0; i < n; i++) {
             json_t *it = item(dec, list, i);
             const char *t = type_of(it);
-            if (t && !strcmp(t, "ByteLevel")) return bytelevel(what, "decoder ByteLevel");
+            if (t && !strcmp(t, "ByteLevel")) {
+                p->bl_dec = 1;
+                continue;
+            }
             if (t &&
                 (!strcmp(t, "ByteFallback") || !strcmp(t, "Fuse") || !strcmp(t, "Strip") ||
-                 !strcmp(t, "Metaspace") || (!strcmp(t, "Replace") && replace_is(it, SP, " "))))
+                 !strcmp(t, "Metaspace") || (!strcmp(t, "Replace") && replace_is(it, SP, " ")))) {
+                p->sp_parts++;
                 continue;
+            }
             return cce_fail(CCE_ERR_FORMAT,
-                            "%s: decoder '%s' is not supported (only Replace \"\\u2581\" -> \" \", "
-                            "ByteFallback, Fuse, Strip, Metaspace)",
+                            "%s: decoder '%s' is not supported (only ByteLevel, or Replace "
+                            "\"\\u2581\" -> \" \", ByteFallback, Fuse, Strip, Metaspace)",
                             what, t ? t : "(no type)");
         }
+    }
+    if (p->bl_pre || p->bl_dec || p->split_seen) {
+        if (p->sp_parts)
+            return cce_fail(CCE_ERR_FORMAT,
+                            "%s: mixes ByteLevel parts with SentencePiece-style ones (\"\\u2581\" "
+                            "normalizer, Metaspace, ByteFallback/Fuse/Strip decoders): not "
+                            "supported",
+                            what);
+        if (!p->bl_pre)
+            return cce_fail(CCE_ERR_FORMAT,
+                            "%s: %s without a ByteLevel pre-tokenizer: not supported", what,
+                            p->split_seen ? "a Split pre-tokenizer" : "a ByteLevel decoder");
+        if (!p->bl_dec)
+            return cce_fail(CCE_ERR_FORMAT,
+                            "%s: a ByteLevel pre-tokenizer needs the ByteLevel decoder", what);
+        return CCE_OK;
     }
     if (!p->spaces)
         return cce_fail(CCE_ERR_FORMAT,
                         "%s: spaces are not mapped to \"\\u2581\" (no Replace normalizer or "
-                        "Metaspace pre-tokenizer): not supported",
+                        "Metaspace pre-tokenizer) and there is no ByteLevel pre-tokenizer: not "
+                        "supported",
                         what);
     if (p->prefix != 1)
         return cce_fail(CCE_ERR_FORMAT,
@@ -192,7 +267,8 @@ static cce_status read_pipeline(const char *what, json_t *root, pipeline *p) {
     return CCE_OK;
 }
 
-static cce_status read_model_options(const char *what, json_t *model) {
+static cce_status read_model_options(const char *what, json_t *model, int bytelevel,
+                                     uint32_t *flags) {
     if (!json_is_object(model))
         return cce_fail(CCE_ERR_FORMAT, "%s: \"model\" is missing or not an object", what);
     const char *t = type_of(model);
@@ -209,13 +285,28 @@ static cce_status read_model_options(const char *what, json_t *model) {
         if (!unset(v) && !(json_is_string(v) && json_string_length(v) == 0))
             return cce_fail(CCE_ERR_FORMAT, "%s: model.%s is set: not supported", what, affixes[i]);
     }
-    if (!json_is_true(json_object_get(model, "byte_fallback")))
-        return cce_fail(CCE_ERR_FORMAT,
-                        "%s: model.byte_fallback is not true: only byte-fallback BPE "
-                        "(Llama style) is supported",
-                        what);
-    if (!unset(json_object_get(model, "ignore_merges")))
-        return cce_fail(CCE_ERR_FORMAT, "%s: model.ignore_merges is set: not supported", what);
+    json_t *fb = json_object_get(model, "byte_fallback");
+    if (bytelevel) {
+        if (!unset(fb))
+            return cce_fail(CCE_ERR_FORMAT,
+                            "%s: model.byte_fallback with a ByteLevel pre-tokenizer makes no "
+                            "sense (every byte is already a character of the alphabet)",
+                            what);
+        if (json_is_true(json_object_get(model, "ignore_merges"))) *flags |= CCE_TOK_IGNORE_MERGES;
+        if (json_is_true(json_object_get(model, "fuse_unk"))) *flags |= CCE_TOK_FUSE_UNK;
+    } else {
+        if (!json_is_true(fb))
+            return cce_fail(CCE_ERR_FORMAT,
+                            "%s: model.byte_fallback is not true: only byte-fallback BPE "
+                            "(Llama style) is supported without a ByteLevel pre-tokenizer",
+                            what);
+        if (!unset(json_object_get(model, "ignore_merges")))
+            return cce_fail(
+                CCE_ERR_FORMAT,
+                "%s: model.ignore_merges is set: not supported with SentencePiece-style "
+                "BPE",
+                what);
+    }
     if (!json_is_object(json_object_get(model, "vocab")))
         return cce_fail(CCE_ERR_FORMAT, "%s: model.vocab is missing or not an object", what);
     if (!json_is_array(json_object_get(model, "merges")))
@@ -245,7 +336,8 @@ static int id_of(json_t *j, json_int_t *id) {
     return *id >= 0 && *id < MAX_IDS;
 }
 
-static cce_status read_vocab(const char *what, json_t *root, json_t *model, hf_vocab *v) {
+static cce_status read_vocab(const char *what, json_t *root, json_t *model, hf_vocab *v,
+                             json_int_t min_tokens) {
     json_t *vocab = json_object_get(model, "vocab"), *added = json_object_get(root, "added_tokens");
     if (added && !json_is_null(added) && !json_is_array(added))
         return cce_fail(CCE_ERR_FORMAT, "%s: added_tokens is not an array", what);
@@ -255,7 +347,7 @@ static cce_status read_vocab(const char *what, json_t *root, json_t *model, hf_v
     json_object_foreach(vocab, key, val) {
         if (!id_of(val, &id))
             return cce_fail(CCE_ERR_FORMAT, "%s: vocab '%s': id is not an integer in [0, %d)", what,
-                            show(key), MAX_IDS);
+                            hf_show(key), MAX_IDS);
         if (id + 1 > n) n = id + 1;
     }
     size_t i;
@@ -268,9 +360,10 @@ static cce_status read_vocab(const char *what, json_t *root, json_t *model, hf_v
                             what, i, MAX_IDS);
         if (id + 1 > n) n = id + 1;
     }
-    if (n < 3)
-        return cce_fail(CCE_ERR_FORMAT, "%s: %lld tokens (needs at least <unk> <s> </s>)", what,
-                        (long long)n);
+    if (n < min_tokens)
+        return cce_fail(CCE_ERR_FORMAT, "%s: %lld tokens (needs at least %lld%s)", what,
+                        (long long)n, (long long)min_tokens,
+                        min_tokens == 3 ? ": <unk> <s> </s>" : "");
     v->n = (int32_t)n;
     v->orig = calloc((size_t)n, sizeof *v->orig);
     v->rank = malloc((size_t)n * sizeof *v->rank);
@@ -280,7 +373,7 @@ static cce_status read_vocab(const char *what, json_t *root, json_t *model, hf_v
         id = json_integer_value(val);
         if (v->orig[id])
             return cce_fail(CCE_ERR_FORMAT, "%s: vocab '%s' and '%s' share id %lld", what,
-                            show(v->orig[id]), show(key), (long long)id);
+                            hf_show(v->orig[id]), hf_show(key), (long long)id);
         v->orig[id] = key;
     }
     json_array_foreach(added, i, val) {
@@ -288,7 +381,7 @@ static cce_status read_vocab(const char *what, json_t *root, json_t *model, hf_v
         const char *content = json_string_value(json_object_get(val, "content"));
         if (v->orig[id] && strcmp(v->orig[id], content) != 0)
             return cce_fail(CCE_ERR_FORMAT, "%s: added token '%s' has id %lld, which is '%s'", what,
-                            show(content), (long long)id, show(v->orig[id]));
+                            hf_show(content), (long long)id, hf_show(v->orig[id]));
         v->orig[id] = content;
     }
     for (json_int_t k = 0; k < n; k++)
@@ -303,8 +396,7 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* The vocab id of text (len bytes), or -1. */
-static int32_t lookup(json_t *vocab, const char *text, size_t len) {
+int32_t hf_lookup(json_t *vocab, const char *text, size_t len) {
     json_t *j = json_object_getn(vocab, text, len);
     return j ? (int32_t)json_integer_value(j) : -1;
 }
@@ -318,7 +410,7 @@ static cce_status merge_parts(const char *what, json_t *m, size_t rank, const ch
             return cce_fail(CCE_ERR_FORMAT,
                             "%s: merge %zu '%s' is not two tokens separated by one "
                             "space",
-                            what, rank, show(s));
+                            what, rank, hf_show(s));
         *l = s, *ll = (size_t)(sp - s), *r = sp + 1, *rl = strlen(sp + 1);
         return CCE_OK;
     }
@@ -349,7 +441,7 @@ static cce_status read_merges(const char *what, json_t *model, int split, hf_voc
         const char *l = "", *r = "";
         size_t ll = 0, rl = 0;
         if ((s = merge_parts(what, json_array_get(merges, k), k, &l, &ll, &r, &rl))) break;
-        int32_t lid = lookup(vocab, l, ll), rid = lookup(vocab, r, rl);
+        int32_t lid = hf_lookup(vocab, l, ll), rid = hf_lookup(vocab, r, rl);
         if (lid < 0 || rid < 0) {
             s = cce_fail(CCE_ERR_FORMAT, "%s: merge %zu ('%.*s' '%.*s') names unknown token '%.*s'",
                          what, k, (int)ll, l, (int)rl, r, (int)(lid < 0 ? ll : rl),
@@ -367,7 +459,7 @@ static cce_status read_merges(const char *what, json_t *model, int split, hf_voc
         }
         memcpy(buf, l, ll);
         memcpy(buf + ll, r, rl);
-        int32_t out = lookup(vocab, buf, ll + rl);
+        int32_t out = hf_lookup(vocab, buf, ll + rl);
         if (out < 0) {
             s = cce_fail(CCE_ERR_FORMAT,
                          "%s: merge %zu ('%.*s' '%.*s') makes '%.*s', which is not in the vocab",
@@ -386,7 +478,7 @@ static cce_status read_merges(const char *what, json_t *model, int split, hf_voc
                          "%s: the merges making '%s' are not consecutive (ranks %u and %zu): the "
                          "project's tokenizer merges by piece score and cannot represent this "
                          "merge order (not supported yet)",
-                         what, show(v->orig[out]), v->rank[out], k);
+                         what, hf_show(v->orig[out]), v->rank[out], k);
             break;
         }
         if (v->rank[out] == NO_RANK) v->rank[out] = (uint32_t)k;
@@ -404,7 +496,7 @@ static cce_status read_merges(const char *what, json_t *model, int split, hf_voc
 static int formable(const hf_vocab *v, int32_t id) {
     const char *p = v->orig[id];
     size_t len = strlen(p);
-    return v->rank[id] != NO_RANK || one_char(p, len) ||
+    return v->rank[id] != NO_RANK || hf_one_char(p, len) ||
            (len == 6 && !strncmp(p, "<0x", 3) && p[5] == '>');
 }
 
@@ -415,9 +507,9 @@ static cce_status check_splits(const char *what, json_t *vocab, const hf_vocab *
         if (v->rank[id] == NO_RANK) continue;
         const char *p = v->orig[id];
         size_t len = strlen(p);
-        for (size_t k = char_len((unsigned char)p[0]); k < len;
-             k += char_len((unsigned char)p[k])) {
-            int32_t l = lookup(vocab, p, k), r = lookup(vocab, p + k, len - k);
+        for (size_t k = hf_char_len((unsigned char)p[0]); k < len;
+             k += hf_char_len((unsigned char)p[k])) {
+            int32_t l = hf_lookup(vocab, p, k), r = hf_lookup(vocab, p + k, len - k);
             if (l < 0 || r < 0 || !formable(v, l) || !formable(v, r)) continue;
             uint64_t key = (uint64_t)(uint32_t)l << 32 | (uint32_t)r;
             if (!bsearch(&key, v->pairs, v->n_pairs, sizeof key, cmp_u64))
@@ -426,7 +518,7 @@ static cce_status check_splits(const char *what, json_t *vocab, const hf_vocab *
                     "%s: '%s' splits into '%s' + '%s', both formable, but that merge is "
                     "not in the list: the project's tokenizer merges by piece score "
                     "and cannot represent this merge list (not supported yet)",
-                    what, show(p), show(v->orig[l]), show(v->orig[r]));
+                    what, hf_show(p), hf_show(v->orig[l]), hf_show(v->orig[r]));
         }
     }
     return CCE_OK;
@@ -436,7 +528,7 @@ static cce_status check_bytes(const char *what, json_t *vocab) {
     for (int b = 0; b < 256; b++) {
         char name[8];
         snprintf(name, sizeof name, "<0x%02X>", b);
-        if (lookup(vocab, name, 6) < 0)
+        if (hf_lookup(vocab, name, 6) < 0)
             return cce_fail(CCE_ERR_FORMAT,
                             "%s: byte_fallback needs the 256 pieces <0x00>..<0xFF>; %s is missing",
                             what, name);
@@ -444,23 +536,156 @@ static cce_status check_bytes(const char *what, json_t *vocab) {
     return CCE_OK;
 }
 
-/* The special token `key` (a string or {"content": ...}) of obj must have id want. */
-static cce_status check_special(const char *what, json_t *obj, const char *key, int32_t want,
-                                json_t *vocab, const hf_vocab *v) {
+/* Special token `key` of obj (a string or {"content": ...}): *present = 0 if the key is absent;
+ * *id = -1 for null, else the token's id (which must exist). */
+static cce_status find_special(const char *what, json_t *obj, const char *key, json_t *vocab,
+                               const hf_vocab *v, int *present, int32_t *id) {
     json_t *j = json_object_get(obj, key);
+    *present = j != NULL;
+    *id = -1;
     if (json_is_object(j)) j = json_object_get(j, "content");
     if (!j || json_is_null(j)) return CCE_OK;
     if (!json_is_string(j)) return cce_fail(CCE_ERR_FORMAT, "%s: %s is not a string", what, key);
     const char *c = json_string_value(j);
-    int32_t id = lookup(vocab, c, json_string_length(j));
+    *id = hf_lookup(vocab, c, json_string_length(j));
+    for (int32_t k = 0; *id < 0 && k < v->n; k++)
+        if (!strcmp(v->orig[k], c)) *id = k;
+    if (*id < 0)
+        return cce_fail(CCE_ERR_FORMAT, "%s: %s '%s' is not a token", what, key, hf_show(c));
+    return CCE_OK;
+}
+
+/* The id of the token with text c, or -1. */
+static int32_t token_id(json_t *vocab, const hf_vocab *v, const char *c) {
+    int32_t id = hf_lookup(vocab, c, strlen(c));
     for (int32_t k = 0; id < 0 && k < v->n; k++)
         if (!strcmp(v->orig[k], c)) id = k;
-    if (id < 0) return cce_fail(CCE_ERR_FORMAT, "%s: %s '%s' is not a token", what, key, show(c));
-    if (id != want)
+    return id;
+}
+
+/* The special ids: model.unk_token; bos/eos/pad from tokenizer_config.json (cfg may be NULL).
+ * Without a config entry, SentencePiece tokenizers take the llama2.c ids 1/2 and ByteLevel ones
+ * <|endoftext|> if it is a token (GPT2Tokenizer's default). */
+static cce_status read_specials(const char *what, json_t *model, json_t *cfg, json_t *vocab,
+                                const hf_vocab *v, int bytelevel, cce_tokenizer_spec *sp) {
+    int present;
+    int32_t id;
+    cce_status s = find_special(what, model, "unk_token", vocab, v, &present, &sp->unk_id);
+    int32_t endoftext = bytelevel ? token_id(vocab, v, "<|endoftext|>") : -1;
+    sp->bos_id = bytelevel ? endoftext : 1;
+    sp->eos_id = bytelevel ? endoftext : 2;
+    sp->pad_id = -1;
+    if (s || !cfg) return s;
+    char cwhat[600];
+    snprintf(cwhat, sizeof cwhat, "%s (tokenizer_config.json)", what);
+    if ((s = find_special(cwhat, cfg, "bos_token", vocab, v, &present, &id))) return s;
+    if (present) sp->bos_id = id;
+    if ((s = find_special(cwhat, cfg, "eos_token", vocab, v, &present, &id))) return s;
+    if (present) sp->eos_id = id;
+    if ((s = find_special(cwhat, cfg, "pad_token", vocab, v, &present, &id))) return s;
+    if (present) sp->pad_id = id;
+    /* unk_token of the config is the Python-level one; the BPE model's decides encoding. A
+     * SentencePiece model without one takes the config's. */
+    if ((s = find_special(cwhat, cfg, "unk_token", vocab, v, &present, &id))) return s;
+    if (!bytelevel && sp->unk_id < 0) sp->unk_id = id;
+    if (sp->bos_id < 0 && sp->eos_id < 0)
         return cce_fail(CCE_ERR_FORMAT,
-                        "%s: %s '%s' has id %d; the project's tokenizer needs it at id %d (not "
-                        "supported yet)",
-                        what, key, show(c), (int)id, (int)want);
+                        "%s: no BOS and no EOS token (evaluation windows and generation start "
+                        "with one)",
+                        cwhat);
+    return CCE_OK;
+}
+
+/* Every added token: ids [n] and CCE_ADDED_* flags [n], malloc'd (caller frees). */
+static cce_status read_added(const char *what, json_t *root, int32_t n_vocab, int32_t **ids,
+                             uint8_t **flags, int32_t *n) {
+    json_t *added = json_object_get(root, "added_tokens"), *val;
+    size_t count = json_is_array(added) ? json_array_size(added) : 0, i;
+    *ids = malloc((count ? count : 1) * sizeof **ids);
+    *flags = malloc(count ? count : 1);
+    uint8_t *seen = calloc((size_t)n_vocab, 1); /* [n_vocab] */
+    cce_status s = *ids && *flags && seen ? CCE_OK : cce_fail(CCE_ERR_NOMEM, "%s: added", what);
+    *n = 0;
+    json_array_foreach(added, i, val) {
+        if (s) break;
+        json_int_t id = json_integer_value(json_object_get(val, "id"));
+        if (seen[id]) {
+            s = cce_fail(CCE_ERR_FORMAT, "%s: added_tokens[%zu] repeats id %lld", what, i,
+                         (long long)id);
+            break;
+        }
+        seen[id] = 1;
+        if (json_is_true(json_object_get(val, "single_word"))) {
+            s = cce_fail(CCE_ERR_FORMAT,
+                         "%s: added_tokens[%zu] ('%s'): single_word is not supported", what, i,
+                         hf_show(json_string_value(json_object_get(val, "content"))));
+            break;
+        }
+        uint8_t f = 0;
+        if (json_is_true(json_object_get(val, "special"))) f |= CCE_ADDED_SPECIAL;
+        if (json_is_true(json_object_get(val, "lstrip"))) f |= CCE_ADDED_LSTRIP;
+        if (json_is_true(json_object_get(val, "rstrip"))) f |= CCE_ADDED_RSTRIP;
+        if (json_is_true(json_object_get(val, "normalized"))) f |= CCE_ADDED_NORMALIZED;
+        if (json_string_length(json_object_get(val, "content")) == 0) {
+            s = cce_fail(CCE_ERR_FORMAT, "%s: added_tokens[%zu] is empty", what, i);
+            break;
+        }
+        (*ids)[*n] = (int32_t)id;
+        (*flags)[(*n)++] = f;
+    }
+    free(seen);
+    return s;
+}
+
+/* ByteLevel merges as piece-id pairs [n, 2] in rank order (malloc'd, caller frees). */
+static cce_status read_bl_merges(const char *what, json_t *model, int32_t **out, int32_t *n_out) {
+    json_t *vocab = json_object_get(model, "vocab"), *merges = json_object_get(model, "merges");
+    size_t n = json_array_size(merges);
+    if (n > MAX_MERGES)
+        return cce_fail(CCE_ERR_FORMAT, "%s: %zu merges (at most %d)", what, n, MAX_MERGES);
+    int32_t *m = malloc((n ? n : 1) * 2 * sizeof *m); /* [n, 2] */
+    char *buf = NULL;
+    size_t cap = 0;
+    if (!m) return cce_fail(CCE_ERR_NOMEM, "%s: %zu merges", what, n);
+    cce_status s = CCE_OK;
+    for (size_t k = 0; k < n && !s; k++) {
+        const char *l = "", *r = "";
+        size_t ll = 0, rl = 0;
+        if ((s = merge_parts(what, json_array_get(merges, k), k, &l, &ll, &r, &rl))) break;
+        int32_t lid = hf_lookup(vocab, l, ll), rid = hf_lookup(vocab, r, rl);
+        if (lid < 0 || rid < 0) {
+            s = cce_fail(CCE_ERR_FORMAT, "%s: merge %zu ('%.*s' '%.*s') names unknown token '%.*s'",
+                         what, k, (int)ll, l, (int)rl, r, (int)(lid < 0 ? ll : rl),
+                         lid < 0 ? l : r);
+            break;
+        }
+        if (ll + rl + 1 > cap) {
+            cap = 2 * (ll + rl + 1);
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                s = cce_fail(CCE_ERR_NOMEM, "%s: merge %zu", what, k);
+                break;
+            }
+            buf = nb;
+        }
+        memcpy(buf, l, ll);
+        memcpy(buf + ll, r, rl);
+        if (hf_lookup(vocab, buf, ll + rl) < 0) {
+            s = cce_fail(CCE_ERR_FORMAT,
+                         "%s: merge %zu ('%.*s' '%.*s') makes '%.*s', which is not in the vocab",
+                         what, k, (int)ll, l, (int)rl, r, (int)(ll + rl), buf);
+            break;
+        }
+        m[2 * k] = lid;
+        m[2 * k + 1] = rid;
+    }
+    free(buf);
+    if (s) {
+        free(m);
+        return s;
+    }
+    *out = m;
+    *n_out = (int32_t)n;
     return CCE_OK;
 }
 
@@ -485,8 +710,12 @@ cce_status cce_tokenizer_parse_hf(const char *json, size_t json_len, const char 
         return cce_fail(CCE_ERR_ARG, "cce_tokenizer_parse_hf: json, what and out must be non-NULL");
     json_t *root = NULL, *cfg = NULL;
     hf_vocab v = {0};
-    char **pieces = NULL; /* [v.n] " " form */
-    float *scores = NULL; /* [v.n] */
+    char **pieces = NULL;    /* [v.n] SentencePiece: " " form */
+    float *scores = NULL;    /* [v.n] SentencePiece */
+    int32_t *merges = NULL;  /* [n_merges, 2] ByteLevel */
+    int32_t *added = NULL;   /* [n_added] */
+    uint8_t *added_f = NULL; /* [n_added] */
+    cce_tokenizer_spec sp = {0};
     pipeline p;
     cce_status s = parse_json(what, json, json_len, &root);
     if (!s && config) {
@@ -495,31 +724,61 @@ cce_status cce_tokenizer_parse_hf(const char *json, size_t json_len, const char 
         s = parse_json(cwhat, config, config_len, &cfg);
     }
     json_t *model = json_object_get(root, "model");
-    if (!s) s = read_model_options(what, model);
     if (!s) s = read_pipeline(what, root, &p);
+    int bl = !s && p.bl_pre;
+    if (!s) s = read_model_options(what, model, bl, &sp.flags);
     json_t *vocab = json_object_get(model, "vocab");
-    if (!s) s = read_vocab(what, root, model, &v);
-    if (!s && vocab_size > 0 && v.n != vocab_size)
-        s = cce_fail(CCE_ERR_FORMAT, "%s: %d tokens, but the model's vocab_size is %d", what,
-                     (int)v.n, (int)vocab_size);
-    if (!s) s = check_bytes(what, vocab);
-    if (!s) s = read_merges(what, model, p.split, &v);
-    if (!s) s = check_splits(what, vocab, &v);
-    if (!s) s = check_special(what, model, "unk_token", 0, vocab, &v);
-    static const char *const special[3] = {"unk_token", "bos_token", "eos_token"};
-    for (int k = 0; k < 3 && !s && cfg; k++) s = check_special(what, cfg, special[k], k, vocab, &v);
-    if (!s) {
-        pieces = calloc((size_t)v.n, sizeof *pieces);
-        scores = malloc((size_t)v.n * sizeof *scores);
-        if (!pieces || !scores) s = cce_fail(CCE_ERR_NOMEM, "%s: %d pieces", what, (int)v.n);
+    if (!s) s = read_vocab(what, root, model, &v, bl ? 1 : 3);
+    if (!s && vocab_size > 0 && v.n > vocab_size)
+        s = cce_fail(CCE_ERR_FORMAT,
+                     "%s: %d tokens, but the model's vocab_size is %d (fewer tokens are padded, "
+                     "more cannot be)",
+                     what, (int)v.n, (int)vocab_size);
+    if (!s) s = read_added(what, root, v.n, &added, &added_f, &sp.n_added);
+    if (!s && !bl) {
+        if (!s) s = check_bytes(what, vocab);
+        if (!s) s = read_merges(what, model, p.split, &v);
+        if (!s) s = check_splits(what, vocab, &v);
+        /* read_vocab keeps the count in range; checked again where it sizes the arrays */
+        if (!s && (v.n < 1 || v.n > MAX_IDS))
+            s = cce_fail(CCE_ERR_FORMAT, "%s: %d tokens (must be in [1, %d])", what, (int)v.n,
+                         MAX_IDS);
+        if (!s) {
+            pieces = calloc((size_t)v.n, sizeof *pieces);
+            scores = malloc((size_t)v.n * sizeof *scores);
+            if (!pieces || !scores) s = cce_fail(CCE_ERR_NOMEM, "%s: %d pieces", what, (int)v.n);
+        }
+        for (int32_t id = 0; id < v.n && !s; id++) {
+            pieces[id] = hf_replace_all(v.orig[id], strlen(v.orig[id]), SP, SP_LEN, " ", 1, NULL);
+            if (!pieces[id]) s = cce_fail(CCE_ERR_NOMEM, "%s: piece %d", what, (int)id);
+            scores[id] = v.rank[id] == NO_RANK ? NO_MERGE : -(float)v.rank[id];
+        }
+        sp.kind = CCE_TOKENIZER_SENTENCEPIECE;
+        sp.pieces = (const char *const *)pieces;
+        sp.scores = scores;
+        if (p.prefix_first) sp.flags |= CCE_TOK_PREFIX_FIRST;
+        if (!p.prepend) sp.flags |= CCE_TOK_METASPACE;
+    } else if (!s) {
+        s = read_bl_merges(what, model, &merges, &sp.n_merges);
+        sp.kind = CCE_TOKENIZER_BYTELEVEL;
+        sp.pieces = v.orig;
+        sp.merges = merges;
+        sp.pretok = p.pretok;
+        if (p.add_prefix_space) sp.flags |= CCE_TOK_ADD_PREFIX_SPACE;
     }
-    for (int32_t id = 0; id < v.n && !s; id++) {
-        pieces[id] = replace_all(v.orig[id], strlen(v.orig[id]), SP, SP_LEN, " ", 1, NULL);
-        if (!pieces[id]) s = cce_fail(CCE_ERR_NOMEM, "%s: piece %d", what, (int)id);
-        scores[id] = v.rank[id] == NO_RANK ? NO_MERGE : -(float)v.rank[id];
-    }
+    if (!s && p.nfc) sp.flags |= CCE_TOK_NFC;
+    if (!s) s = read_specials(what, model, cfg, vocab, &v, bl, &sp);
     if (!s) {
-        s = cce_tokenizer_new(v.n, (const char *const *)pieces, scores, out);
+        sp.vocab_size = v.n;
+        sp.added_ids = added;
+        sp.added_flags = added_f;
+        s = cce_tokenizer_new_spec(&sp, out);
+        if (!s && vocab_size > v.n) { /* a padded embedding (Qwen2): unreachable padding ids */
+            cce_tokenizer *padded = NULL;
+            s = cce_tokenizer_pad_to(*out, vocab_size, &padded);
+            cce_tokenizer_free(*out);
+            *out = padded;
+        }
         if (s) {
             char detail[1024];
             snprintf(detail, sizeof detail, "%s", cce_error_detail());
@@ -530,6 +789,9 @@ cce_status cce_tokenizer_parse_hf(const char *json, size_t json_len, const char 
         for (int32_t id = 0; id < v.n; id++) free(pieces[id]);
     free(pieces);
     free(scores);
+    free(merges);
+    free(added);
+    free(added_f);
     hf_vocab_free(&v);
     json_decref(root);
     json_decref(cfg);
@@ -580,190 +842,5 @@ cce_status cce_tokenizer_load_hf(const char *tokenizer_json, const char *config_
     if (!s) s = cce_tokenizer_parse_hf(json, len, cfg, cfg_len, tokenizer_json, vocab_size, out);
     free(json);
     free(cfg);
-    return s;
-}
-
-/* ---- export --------------------------------------------------------------------------------- */
-
-typedef struct merge_row {
-    float score;
-    int32_t id, l, r;
-} merge_row;
-
-static int merge_order(const void *a, const void *b) {
-    const merge_row *x = a, *y = b;
-    if (x->score != y->score) return x->score > y->score ? -1 : 1;
-    if (x->id != y->id) return x->id < y->id ? -1 : 1;
-    if (x->l != y->l) return x->l < y->l ? -1 : 1;
-    return (x->r > y->r) - (x->r < y->r);
-}
-
-/* tokenizer.json as a JSON tree (*out: new reference, caller decrefs). */
-static cce_status build_json(const cce_tokenizer *tok, json_t **out) {
-    int32_t n = cce_tokenizer_vocab_size(tok);
-    json_t *vocab = json_object(), *merges = json_array(), *added = json_array();
-    char **sp = calloc((size_t)n, sizeof *sp); /* [n] "▁" form */
-    merge_row *rows = NULL;
-    size_t n_rows = 0, cap = 0;
-    cce_status s =
-        vocab && merges && added && sp ? CCE_OK : cce_fail(CCE_ERR_NOMEM, "tokenizer.json");
-    for (int32_t id = 0; id < n && !s; id++) {
-        const char *p = cce_tokenizer_piece(tok, id);
-        if (strstr(p, SP)) {
-            s = cce_fail(CCE_ERR_FORMAT,
-                         "tokenizer piece %d '%s' contains \"\\u2581\", which tokenizer.json uses "
-                         "for a space",
-                         (int)id, show(p));
-            break;
-        }
-        if (!(sp[id] = replace_all(p, strlen(p), " ", 1, SP, SP_LEN, NULL))) {
-            s = cce_fail(CCE_ERR_NOMEM, "tokenizer piece %d", (int)id);
-            break;
-        }
-        if (json_object_get(vocab, sp[id]))
-            s = cce_fail(CCE_ERR_FORMAT, "tokenizer piece %d '%s' appears twice", (int)id, show(p));
-        else if (json_object_set_new(vocab, sp[id], json_integer(id)) != 0) /* takes the value */
-            s = cce_fail(CCE_ERR_FORMAT, "tokenizer piece %d '%s' is not valid UTF-8", (int)id,
-                         show(p));
-    }
-    for (int32_t id = 0; id < n && !s; id++) {
-        float score = cce_tokenizer_score(tok, id);
-        const char *p = sp[id];
-        size_t len = strlen(p);
-        if (!(score > NO_MERGE) || len == 0 || one_char(p, len)) continue;
-        for (size_t k = char_len((unsigned char)p[0]); k < len && !s;
-             k += char_len((unsigned char)p[k])) {
-            int32_t l = lookup(vocab, p, k), r = lookup(vocab, p + k, len - k);
-            if (l < 0 || r < 0) continue;
-            if (n_rows == cap) {
-                cap = cap ? 2 * cap : 4096;
-                merge_row *nr = realloc(rows, cap * sizeof *rows);
-                if (!nr) {
-                    s = cce_fail(CCE_ERR_NOMEM, "tokenizer.json: %zu merges", cap);
-                    break;
-                }
-                rows = nr;
-            }
-            rows[n_rows++] = (merge_row){score, id, l, r};
-        }
-    }
-    if (!s && n_rows) qsort(rows, n_rows, sizeof *rows, merge_order);
-    for (size_t k = 0; k < n_rows && !s; k++)
-        if (json_array_append_new(merges, json_pack("[ss]", sp[rows[k].l], sp[rows[k].r])))
-            s = cce_fail(CCE_ERR_NOMEM, "tokenizer.json: merge %zu", k);
-    for (int32_t id = 0; id < 3 && !s; id++)
-        if (json_array_append_new(added,
-                                  json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", (int)id,
-                                            "content", sp[id], "single_word", 0, "lstrip", 0,
-                                            "rstrip", 0, "normalized", 0, "special", 1)))
-            s = cce_fail(CCE_ERR_NOMEM, "tokenizer.json: added_tokens");
-    json_t *root = NULL;
-    if (!s) {
-        root =
-            json_pack("{s:s, s:n, s:n, s:O,"
-                      " s:{s:s, s:[{s:s, s:s}, {s:s, s:{s:s}, s:s}]},"
-                      " s:n,"
-                      " s:{s:s, s:[{s:{s:s, s:i}}, {s:{s:s, s:i}}], s:[{s:{s:s, s:i}}, "
-                      "{s:{s:s, s:i}}, {s:{s:s, s:i}}, {s:{s:s, s:i}}], s:{s:{s:s, s:[i], "
-                      "s:[s]}}},"
-                      " s:{s:s, s:[{s:s, s:{s:s}, s:s}, {s:s}, {s:s}, {s:s, s:s, s:i, s:i}]},"
-                      " s:{s:s, s:n, s:s, s:n, s:n, s:b, s:b, s:b, s:O, s:O}}",
-                      "version", "1.0", "truncation", "padding", "added_tokens", added,
-                      /* normalizer */
-                      "normalizer", "type", "Sequence", "normalizers", "type", "Prepend", "prepend",
-                      SP, "type", "Replace", "pattern", "String", " ", "content", SP,
-                      /* pre_tokenizer */
-                      "pre_tokenizer",
-                      /* post_processor: BOS before each sequence */
-                      "post_processor", "type", "TemplateProcessing", "single", "SpecialToken",
-                      "id", sp[1], "type_id", 0, "Sequence", "id", "A", "type_id", 0, "pair",
-                      "SpecialToken", "id", sp[1], "type_id", 0, "Sequence", "id", "A", "type_id",
-                      0, "SpecialToken", "id", sp[1], "type_id", 1, "Sequence", "id", "B",
-                      "type_id", 1, "special_tokens", sp[1], "id", sp[1], "ids", 1, "tokens", sp[1],
-                      /* decoder */
-                      "decoder", "type", "Sequence", "decoders", "type", "Replace", "pattern",
-                      "String", SP, "content", " ", "type", "ByteFallback", "type", "Fuse", "type",
-                      "Strip", "content", " ", "start", 1, "stop", 0,
-                      /* model */
-                      "model", "type", "BPE", "dropout", "unk_token", sp[0],
-                      "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk", 1,
-                      "byte_fallback", 1, "ignore_merges", 0, "vocab", vocab, "merges", merges);
-        if (!root) s = cce_fail(CCE_ERR_NOMEM, "tokenizer.json");
-    }
-    json_decref(vocab);
-    json_decref(merges);
-    json_decref(added);
-    if (sp)
-        for (int32_t id = 0; id < n; id++) free(sp[id]);
-    free(sp);
-    free(rows);
-    *out = root;
-    return s;
-}
-
-cce_status cce_tokenizer_hf_json(const cce_tokenizer *tok, char **json) {
-    if (!tok || !json) return cce_fail(CCE_ERR_ARG, "cce_tokenizer_hf_json: NULL argument");
-    json_t *root = NULL;
-    cce_status s = build_json(tok, &root);
-    if (s) return s;
-    *json = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    return *json ? CCE_OK : cce_fail(CCE_ERR_NOMEM, "tokenizer.json text");
-}
-
-/* Writes text to dir/name through a temporary file. */
-static cce_status write_text(const char *dir, const char *name, const char *text) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *path = malloc(n), *tmp = malloc(n + 32);
-    if (!path || !tmp) {
-        free(path);
-        free(tmp);
-        return cce_fail(CCE_ERR_NOMEM, "%s: path", dir);
-    }
-    snprintf(path, n, "%s/%s", dir, name);
-    snprintf(tmp, n + 32, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fputs(text, f) != EOF && fputc('\n', f) != EOF && fflush(f) == 0 &&
-             fsync(fileno(f)) == 0;
-    int err = errno;
-    if (f && fclose(f) != 0 && ok) ok = 0, err = errno;
-    cce_status s = CCE_OK;
-    if (!ok || rename(tmp, path) != 0) {
-        if (ok) err = errno;
-        s = cce_fail(CCE_ERR_IO, "%s: cannot write: %s", path, strerror(err));
-        remove(tmp);
-    }
-    free(tmp);
-    free(path);
-    return s;
-}
-
-cce_status cce_tokenizer_save_hf(const cce_tokenizer *tok, const char *dir) {
-    if (!tok || !dir) return cce_fail(CCE_ERR_ARG, "cce_tokenizer_save_hf: NULL argument");
-    char *json = NULL;
-    cce_status s = cce_tokenizer_hf_json(tok, &json);
-    if (s) {
-        cce_error_prefix("%s/tokenizer.json: ", dir);
-        return s;
-    }
-    char *b = replace_all(cce_tokenizer_piece(tok, 1), strlen(cce_tokenizer_piece(tok, 1)), " ", 1,
-                          SP, SP_LEN, NULL);
-    char *e = replace_all(cce_tokenizer_piece(tok, 2), strlen(cce_tokenizer_piece(tok, 2)), " ", 1,
-                          SP, SP_LEN, NULL);
-    char *u = replace_all(cce_tokenizer_piece(tok, 0), strlen(cce_tokenizer_piece(tok, 0)), " ", 1,
-                          SP, SP_LEN, NULL);
-    json_t *cfg = b && e && u
-                      ? json_pack("{s:b, s:b, s:s, s:s, s:s, s:b, s:b, s:s}", "add_bos_token", 1,
-                                  "add_eos_token", 0, "bos_token", b, "eos_token", e, "unk_token",
-                                  u, "legacy", 1, "clean_up_tokenization_spaces", 0,
-                                  "tokenizer_class", "LlamaTokenizer")
-                      : NULL;
-    char *cfg_text = cfg ? json_dumps(cfg, JSON_INDENT(2)) : NULL;
-    if (!cfg_text) s = cce_fail(CCE_ERR_NOMEM, "%s/tokenizer_config.json", dir);
-    if (!s) s = write_text(dir, "tokenizer.json", json);
-    if (!s) s = write_text(dir, "tokenizer_config.json", cfg_text);
-    free(cfg_text);
-    json_decref(cfg);
-    free(b), free(e), free(u), free(json);
     return s;
 }

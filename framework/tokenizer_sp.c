@@ -8,8 +8,13 @@
  * in a binary heap keyed by (score desc, position asc), invalidated lazily, which yields the same
  * merges in O(n log n). The text is first cut where no piece could ever span the boundary (see
  * `bigram`); merges never interact across such cuts, so each segment runs with a small heap and
- * the result is unchanged. Piece lookup is an open-addressing hash table keyed by FNV-1a. */
-#include "tokenizer.h"
+ * the result is unchanged. Piece lookup is an open-addressing hash table keyed by FNV-1a.
+ *
+ * This file also holds what both kinds share: construction, accessors, decoding, and the encode
+ * driver, which splits added tokens out of the text and encodes the segments between them with
+ * the SentencePiece path here or the ByteLevel one (tokenizer_bpe.c). A tokenizer without added
+ * tokens encodes the whole text as one segment, exactly as before. */
+#include "tokenizer_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -17,32 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BOS_ID          1
-#define EOS_ID          2
-#define UNK_ID          0
-#define MAX_VOCAB       (1 << 22)
-#define MAX_TOKEN_BYTES 65536
+#define MAX_VOCAB       TOK_MAX_VOCAB
+#define MAX_TOKEN_BYTES TOK_MAX_TOKEN_BYTES
 /* llama2.c starts its best-score search at -1e10 and needs a strictly greater score, so pairs
  * scoring -1e10 or less never merge. */
 #define MERGE_FLOOR -1e10f
-
-struct cce_tokenizer {
-    int32_t vocab_size;
-    char **pieces;        /* [vocab_size] NUL-terminated UTF-8, owned */
-    uint32_t *piece_len;  /* [vocab_size] byte lengths */
-    float *scores;        /* [vocab_size] */
-    int16_t *byte_of;     /* [vocab_size] the byte of a "<0xNN>" piece, -1 for other pieces */
-    int32_t *table;       /* [table_mask + 1] piece ids, -1 marks an empty slot */
-    size_t table_mask;    /* table size - 1 (a power of two) */
-    int32_t byte_id[256]; /* id of the piece "<0xNN>" for byte NN, -1 if absent */
-    int32_t space_id;     /* the dummy prefix: " ", else "<0x20>", else <unk> */
-    uint32_t max_piece_len;
-    uint64_t fingerprint;
-    /* Bit (a << 8 | b) is set if byte a is directly followed by byte b inside some piece. Where
-     * the last byte of one symbol and the first byte of the next form no such pair, no merge can
-     * ever join across that boundary, so the text splits there into independent segments. */
-    uint64_t bigram[1024];
-};
 
 /* Byte b decodes to raw_bytes + b (one byte, possibly NUL). */
 static const unsigned char raw_bytes[256] = {
@@ -68,9 +52,10 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t len) {
     return h;
 }
 
-/* The id of the piece whose text is a (alen bytes) followed by b (blen bytes), or -1. */
-static int32_t lookup2(const cce_tokenizer *t, const char *a, size_t alen, const char *b,
-                       size_t blen) {
+/* The id of the piece whose text is a (alen bytes) followed by b (blen bytes), or -1 (also for a
+ * padding piece: pieces are distinct, so no other piece has that text). */
+int32_t tok_lookup2(const cce_tokenizer *t, const char *a, size_t alen, const char *b,
+                    size_t blen) {
     if (alen + blen > t->max_piece_len) return -1;
     uint64_t h = fnv1a(fnv1a(FNV_OFFSET, a, alen), b, blen);
     for (size_t slot = (size_t)h & t->table_mask;; slot = (slot + 1) & t->table_mask) {
@@ -78,12 +63,12 @@ static int32_t lookup2(const cce_tokenizer *t, const char *a, size_t alen, const
         if (id < 0) return -1;
         if (t->piece_len[id] == alen + blen && !memcmp(t->pieces[id], a, alen) &&
             !memcmp(t->pieces[id] + alen, b, blen))
-            return id;
+            return id < t->vocab_size - t->n_padding ? id : -1;
     }
 }
 
 /* Renders a piece for an error message: printable ASCII as is, other bytes as \xNN. */
-static const char *printable(const char *s, size_t len, char *buf, size_t cap) {
+const char *tok_printable(const char *s, size_t len, char *buf, size_t cap) {
     size_t o = 0;
     for (size_t i = 0; i < len && o + 5 < cap; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -123,18 +108,23 @@ void cce_tokenizer_free(cce_tokenizer *t) {
     free(t->scores);
     free(t->byte_of);
     free(t->table);
+    tok_free_extra(t);
     free(t);
 }
 
-/* An empty tokenizer with room for vocab_size pieces. The caller owns *out. */
-static cce_status alloc_tokenizer(int32_t vocab_size, cce_tokenizer **out) {
-    if (vocab_size < 3 || vocab_size > MAX_VOCAB)
-        return cce_fail(CCE_ERR_RANGE,
-                        "tokenizer vocab_size = %d is outside [3, %d] (ids 0-2 are <unk> <s> </s>)",
-                        (int)vocab_size, MAX_VOCAB);
+cce_status tok_alloc(int32_t vocab_size, int32_t min_vocab, cce_tokenizer **out) {
+    if (vocab_size < min_vocab || vocab_size > MAX_VOCAB)
+        return cce_fail(CCE_ERR_RANGE, "tokenizer vocab_size = %d is outside [%d, %d]%s",
+                        (int)vocab_size, (int)min_vocab, MAX_VOCAB,
+                        min_vocab == 3 ? " (ids 0-2 are <unk> <s> </s>)" : "");
     cce_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return cce_fail(CCE_ERR_NOMEM, "tokenizer of %d pieces", (int)vocab_size);
     t->vocab_size = vocab_size;
+    t->kind = CCE_TOKENIZER_SENTENCEPIECE;
+    t->bos_id = 1;
+    t->eos_id = 2;
+    t->unk_id = 0;
+    t->pad_id = -1;
     t->pieces = calloc((size_t)vocab_size, sizeof *t->pieces);
     t->piece_len = calloc((size_t)vocab_size, sizeof *t->piece_len);
     t->scores = calloc((size_t)vocab_size, sizeof *t->scores);
@@ -147,9 +137,7 @@ static cce_status alloc_tokenizer(int32_t vocab_size, cce_tokenizer **out) {
     return CCE_OK;
 }
 
-/* Stores a copy of piece id (len bytes, no NUL inside). */
-static cce_status set_piece(cce_tokenizer *t, int32_t id, const char *text, size_t len,
-                            float score) {
+cce_status tok_set_piece(cce_tokenizer *t, int32_t id, const char *text, size_t len, float score) {
     char *copy = malloc(len + 1);
     if (!copy) return cce_fail(CCE_ERR_NOMEM, "tokenizer piece %d", (int)id);
     memcpy(copy, text, len);
@@ -160,9 +148,7 @@ static cce_status set_piece(cce_tokenizer *t, int32_t id, const char *text, size
     return CCE_OK;
 }
 
-/* Builds the lookup table, byte map, dummy prefix and fingerprint once every piece is set.
- * Duplicate pieces fail with dup_status, the message prefixed by `what`. */
-static cce_status finish_tokenizer(cce_tokenizer *t, const char *what, cce_status dup_status) {
+cce_status tok_finish(cce_tokenizer *t, const char *what, cce_status dup_status) {
     size_t cap = 16;
     while (cap < (size_t)t->vocab_size * 2) cap *= 2;
     t->table = malloc(cap * sizeof *t->table);
@@ -184,10 +170,15 @@ static cce_status finish_tokenizer(cce_tokenizer *t, const char *what, cce_statu
             if (t->piece_len[other] == len && !memcmp(t->pieces[other], p, len)) {
                 char buf[96];
                 return cce_fail(dup_status, "%s: duplicate piece '%s' at ids %d and %d", what,
-                                printable(p, len, buf, sizeof buf), (int)other, (int)id);
+                                tok_printable(p, len, buf, sizeof buf), (int)other, (int)id);
             }
         }
         t->table[slot] = id;
+        fp = fnv1a(fp, &len, sizeof len);
+        fp = fnv1a(fp, p, len);
+        fp = fnv1a(fp, &t->scores[id], sizeof t->scores[id]);
+        t->byte_of[id] = -1;
+        if (id >= t->vocab_size - t->n_padding) continue; /* padding: never a byte nor merged */
         int bv = byte_piece_value(p, len);
         t->byte_of[id] = (int16_t)bv;
         if (bv >= 0 && t->byte_id[bv] < 0) t->byte_id[bv] = id;
@@ -195,14 +186,11 @@ static cce_status finish_tokenizer(cce_tokenizer *t, const char *what, cce_statu
             unsigned pair_bits = (unsigned)(unsigned char)p[k] << 8 | (unsigned char)p[k + 1];
             t->bigram[pair_bits >> 6] |= 1ULL << (pair_bits & 63);
         }
-        fp = fnv1a(fp, &len, sizeof len);
-        fp = fnv1a(fp, p, len);
-        fp = fnv1a(fp, &t->scores[id], sizeof t->scores[id]);
     }
     t->fingerprint = fp;
-    t->space_id = lookup2(t, " ", 1, "", 0);
+    t->space_id = tok_lookup2(t, " ", 1, "", 0);
     if (t->space_id < 0) t->space_id = t->byte_id[' '];
-    if (t->space_id < 0) t->space_id = UNK_ID;
+    if (t->space_id < 0) t->space_id = t->unk_id;
     return CCE_OK;
 }
 
@@ -210,8 +198,8 @@ cce_status cce_tokenizer_new(int32_t vocab_size, const char *const *pieces, cons
                              cce_tokenizer **out) {
     if (!pieces || !scores || !out)
         return cce_fail(CCE_ERR_ARG, "cce_tokenizer_new: pieces, scores and out must be non-NULL");
-    cce_tokenizer *t;
-    cce_status s = alloc_tokenizer(vocab_size, &t);
+    cce_tokenizer *t = NULL;
+    cce_status s = tok_alloc(vocab_size, 3, &t);
     if (s != CCE_OK) return s;
     for (int32_t id = 0; id < vocab_size && s == CCE_OK; id++) {
         if (!pieces[id]) {
@@ -224,10 +212,10 @@ cce_status cce_tokenizer_new(int32_t vocab_size, const char *const *pieces, cons
                 s = cce_fail(CCE_ERR_RANGE, "tokenizer piece %d is %zu bytes (at most %d)", (int)id,
                              len, MAX_TOKEN_BYTES);
             else
-                s = set_piece(t, id, pieces[id], len, scores[id]);
+                s = tok_set_piece(t, id, pieces[id], len, scores[id]);
         }
     }
-    if (s == CCE_OK) s = finish_tokenizer(t, "tokenizer", CCE_ERR_ARG);
+    if (s == CCE_OK) s = tok_finish(t, "tokenizer", CCE_ERR_ARG);
     if (s != CCE_OK) {
         cce_tokenizer_free(t);
         return s;
@@ -240,8 +228,8 @@ cce_status cce_tokenizer_new_bytes(int32_t vocab_size, cce_tokenizer **out) {
     if (vocab_size < 259 || vocab_size > MAX_VOCAB)
         return cce_fail(CCE_ERR_RANGE, "byte tokenizer vocab_size = %d is outside [259, %d]",
                         (int)vocab_size, MAX_VOCAB);
-    cce_tokenizer *t;
-    cce_status s = alloc_tokenizer(vocab_size, &t);
+    cce_tokenizer *t = NULL;
+    cce_status s = tok_alloc(vocab_size, 3, &t);
     if (s != CCE_OK) return s;
     static const char *const special[3] = {"<unk>", "<s>", "</s>"};
     char buf[32];
@@ -255,9 +243,9 @@ cce_status cce_tokenizer_new_bytes(int32_t vocab_size, cce_tokenizer **out) {
             snprintf(buf, sizeof buf, "<unused_%d>", (int)(id - 259));
             score = -1e9f;
         }
-        s = set_piece(t, id, buf, strlen(buf), score);
+        s = tok_set_piece(t, id, buf, strlen(buf), score);
     }
-    if (s == CCE_OK) s = finish_tokenizer(t, "byte tokenizer", CCE_ERR_INTERNAL);
+    if (s == CCE_OK) s = tok_finish(t, "byte tokenizer", CCE_ERR_INTERNAL);
     if (s != CCE_OK) {
         cce_tokenizer_free(t);
         return s;
@@ -326,7 +314,7 @@ cce_status cce_tokenizer_load_llama2c(const char *path, int32_t vocab_size, cce_
                      (int)max_len, MAX_TOKEN_BYTES);
         goto done;
     }
-    s = alloc_tokenizer(vocab_size, &t);
+    s = tok_alloc(vocab_size, 3, &t);
     if (s != CCE_OK) {
         cce_error_prefix("%s: ", path);
         goto done;
@@ -364,7 +352,7 @@ cce_status cce_tokenizer_load_llama2c(const char *path, int32_t vocab_size, cce_
             s = cce_fail(CCE_ERR_FORMAT, "%s: token %d: piece contains a NUL byte", path, (int)id);
             goto done;
         }
-        s = set_piece(t, id, (const char *)data + off, (size_t)len, score);
+        s = tok_set_piece(t, id, (const char *)data + off, (size_t)len, score);
         if (s != CCE_OK) goto done;
         off += (size_t)len;
     }
@@ -375,7 +363,7 @@ cce_status cce_tokenizer_load_llama2c(const char *path, int32_t vocab_size, cce_
             size - off, (int)vocab_size - 1, (int)vocab_size);
         goto done;
     }
-    s = finish_tokenizer(t, path, CCE_ERR_FORMAT);
+    s = tok_finish(t, path, CCE_ERR_FORMAT);
 done:
     free(data);
     if (s != CCE_OK) {
@@ -391,13 +379,23 @@ done:
 int32_t cce_tokenizer_vocab_size(const cce_tokenizer *t) {
     return t->vocab_size;
 }
+int32_t cce_tokenizer_n_padding(const cce_tokenizer *t) {
+    return t->n_padding;
+}
 int32_t cce_tokenizer_bos(const cce_tokenizer *t) {
-    (void)t;
-    return BOS_ID;
+    return t->bos_id >= 0 ? t->bos_id : t->eos_id;
 }
 int32_t cce_tokenizer_eos(const cce_tokenizer *t) {
-    (void)t;
-    return EOS_ID;
+    return t->eos_id >= 0 ? t->eos_id : t->bos_id;
+}
+int32_t cce_tokenizer_unk(const cce_tokenizer *t) {
+    return t->unk_id;
+}
+int32_t cce_tokenizer_pad(const cce_tokenizer *t) {
+    return t->pad_id;
+}
+cce_tokenizer_kind cce_tokenizer_kind_of(const cce_tokenizer *t) {
+    return t->kind;
 }
 
 const char *cce_tokenizer_piece(const cce_tokenizer *t, int32_t id) {
@@ -419,11 +417,16 @@ const char *cce_tokenizer_decode(const cce_tokenizer *t, int32_t prev, int32_t i
     }
     const char *p = t->pieces[id];
     size_t n = t->piece_len[id];
-    if (prev == BOS_ID && n > 0 && p[0] == ' ') {
+    if (t->kind == CCE_TOKENIZER_BYTELEVEL) {
+        p = t->decoded + t->decoded_off[id];
+        n = t->decoded_off[id + 1] - t->decoded_off[id];
+    }
+    int drop = t->kind == CCE_TOKENIZER_SENTENCEPIECE || (t->flags & CCE_TOK_ADD_PREFIX_SPACE);
+    if (drop && prev == cce_tokenizer_bos(t) && n > 0 && p[0] == ' ') {
         p++;
         n--;
     }
-    if (t->byte_of[id] >= 0) {
+    if (t->kind == CCE_TOKENIZER_SENTENCEPIECE && t->byte_of[id] >= 0) {
         p = (const char *)raw_bytes + t->byte_of[id];
         n = 1;
     }
@@ -506,7 +509,7 @@ static pair heap_pop(heap *h) {
  * returns 0 when there is none. */
 static int make_pair(const cce_tokenizer *t, const symbol *sy, uint32_t l, uint32_t r, pair *out) {
     int32_t a = sy[l].id, b = sy[r].id;
-    int32_t id = lookup2(t, t->pieces[a], t->piece_len[a], t->pieces[b], t->piece_len[b]);
+    int32_t id = tok_lookup2(t, t->pieces[a], t->piece_len[a], t->pieces[b], t->piece_len[b]);
     if (id < 0 || !(t->scores[id] > MERGE_FLOOR)) return 0;
     *out = (pair){t->scores[id], id, l, r, sy[r].ver};
     return 1;
@@ -527,13 +530,13 @@ static uint32_t split_codepoints(const cce_tokenizer *t, const char *text, size_
     while (i < len) {
         size_t g = 1;
         while (i + g < len && g < 4 && ((unsigned char)text[i + g] & 0xC0) == 0x80) g++;
-        int32_t id = lookup2(t, text + i, g, "", 0);
+        int32_t id = tok_lookup2(t, text + i, g, "", 0);
         if (id >= 0) {
             sy[n++].id = id;
         } else {
             for (size_t k = 0; k < g; k++) {
                 int32_t b = t->byte_id[(unsigned char)text[i + k]];
-                sy[n++].id = b >= 0 ? b : UNK_ID;
+                if (b >= 0 || t->unk_id >= 0) sy[n++].id = b >= 0 ? b : t->unk_id;
             }
         }
         i += g;
@@ -601,6 +604,75 @@ static cce_status merge_symbols(const cce_tokenizer *t, symbol *sy, uint32_t n) 
     return s;
 }
 
+/* SentencePiece kind: appends the ids of one segment (no added tokens inside): the dummy prefix
+ * (if prefix), then the codepoints merged by score. sy: scratch [len + 1]. */
+static cce_status sp_encode_segment(const cce_tokenizer *t, const char *text, size_t len,
+                                    int prefix, symbol *sy, tok_ids *out) {
+    uint32_t n = 0;
+    if (prefix && t->space_id >= 0) sy[n++].id = t->space_id;
+    n = split_codepoints(t, text, len, sy, n);
+    cce_status s = merge_symbols(t, sy, n);
+    for (uint32_t i = 0; i < n && !s; i++)
+        if (sy[i].id >= 0) s = tok_ids_push(out, sy[i].id);
+    return s;
+}
+
+/* 1 if the SentencePiece segment text[pos, end) gets the dummy prefix: with CCE_TOK_PREFIX_FIRST
+ * only at offset 0; with CCE_TOK_METASPACE not when, spaces replaced by "\u2581", it already
+ * starts with one (Hugging Face's Metaspace pre-tokenizer; the Prepend normalizer always adds
+ * it). */
+static int sp_prefix(const cce_tokenizer *t, const char *text, size_t pos, size_t end) {
+    if ((t->flags & CCE_TOK_PREFIX_FIRST) && pos != 0) return 0;
+    if (!(t->flags & CCE_TOK_METASPACE)) return 1;
+    return !(text[pos] == ' ' || (end - pos >= 3 && !memcmp(text + pos, "\xE2\x96\x81", 3)));
+}
+
+cce_status tok_ids_push(tok_ids *v, int32_t id) {
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? 2 * v->cap : 256;
+        int32_t *ids = realloc(v->ids, cap * sizeof *ids);
+        if (!ids) return cce_fail(CCE_ERR_NOMEM, "tokenizer: %zu token ids", cap);
+        v->ids = ids;
+        v->cap = cap;
+    }
+    v->ids[v->n++] = id;
+    return CCE_OK;
+}
+
+static int is_space_at(const char *text, size_t pos, size_t len, size_t *n) {
+    uint32_t cp = pretok_decode((const unsigned char *)text + pos, len - pos, n);
+    return pretok_is_space(cp);
+}
+
+/* The first added token written in text[from, len): the match bounds *start, *end (widened by
+ * lstrip / rstrip) and its id. Leftmost, then longest. 0 if there is none. */
+static int next_added(const cce_tokenizer *t, const char *text, size_t len, size_t from,
+                      size_t *start, size_t *end, int32_t *id) {
+    for (size_t pos = from; pos < len; pos++) {
+        unsigned b = (unsigned char)text[pos];
+        for (int32_t k = t->added_first[b]; k < t->added_first[b + 1]; k++) {
+            int32_t idx = t->added_order[k], pid = t->added_ids[idx];
+            uint32_t plen = t->piece_len[pid];
+            if (plen > len - pos || memcmp(text + pos, t->pieces[pid], plen) != 0) continue;
+            size_t s = pos, e = pos + plen, n;
+            if (t->added_flags[idx] & CCE_ADDED_LSTRIP)
+                while (s > from) {
+                    size_t c = s - 1;
+                    while (c > from && ((unsigned char)text[c] & 0xC0) == 0x80) c--;
+                    if (!is_space_at(text, c, len, &n) || c + n != s) break;
+                    s = c;
+                }
+            if (t->added_flags[idx] & CCE_ADDED_RSTRIP)
+                while (e < len && is_space_at(text, e, len, &n)) e += n;
+            *start = s;
+            *end = e;
+            *id = pid;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 cce_status cce_tokenizer_encode(const cce_tokenizer *t, const char *text, size_t len, int bos,
                                 int eos, int32_t **tokens, size_t *n_tokens) {
     if (!t || !tokens || !n_tokens || (!text && len > 0))
@@ -610,33 +682,36 @@ cce_status cce_tokenizer_encode(const cce_tokenizer *t, const char *text, size_t
                         "cce_tokenizer_encode: a text of %zu bytes exceeds the %u-byte limit of "
                         "one call",
                         len, NONE - 2);
-    symbol *sy = malloc((len + 1) * sizeof *sy); /* [len + 1] the dummy prefix + one per byte */
-    if (!sy) return cce_fail(CCE_ERR_NOMEM, "encoding %zu bytes of text", len);
-    uint32_t n = 0;
-    if (len > 0) {
-        sy[n++].id = t->space_id;
-        n = split_codepoints(t, text, len, sy, n);
-        cce_status s = merge_symbols(t, sy, n);
-        if (s != CCE_OK) {
-            free(sy);
-            return s;
+    tok_ids out = {0};
+    symbol *sy = NULL; /* [len + 1] SentencePiece: the dummy prefix + one per byte */
+    bpe_scratch *bs = NULL;
+    cce_status s = CCE_OK;
+    if (t->kind == CCE_TOKENIZER_SENTENCEPIECE && len > 0 && !(sy = malloc((len + 1) * sizeof *sy)))
+        s = cce_fail(CCE_ERR_NOMEM, "encoding %zu bytes of text", len);
+    if (!s && bos) s = tok_ids_push(&out, cce_tokenizer_bos(t));
+    for (size_t pos = 0; !s && pos < len;) {
+        size_t ms = len, me = len;
+        int32_t id = -1;
+        int found = t->n_added > 0 && next_added(t, text, len, pos, &ms, &me, &id);
+        if (ms > pos) {
+            if (t->kind == CCE_TOKENIZER_BYTELEVEL)
+                s = bpe_encode_segment(t, text + pos, ms - pos, &bs, &out);
+            else
+                s = sp_encode_segment(t, text + pos, ms - pos, sp_prefix(t, text, pos, ms), sy,
+                                      &out);
         }
+        if (!s && found) s = tok_ids_push(&out, id);
+        pos = me;
     }
-    size_t live = 0;
-    for (uint32_t i = 0; i < n; i++) live += sy[i].id >= 0;
-    size_t n_out = live + (bos != 0) + (eos != 0);
-    int32_t *out = malloc((n_out ? n_out : 1) * sizeof *out); /* [n_out] */
-    if (!out) {
-        free(sy);
-        return cce_fail(CCE_ERR_NOMEM, "%zu tokens", n_out);
-    }
-    size_t k = 0;
-    if (bos) out[k++] = BOS_ID;
-    for (uint32_t i = 0; i < n; i++)
-        if (sy[i].id >= 0) out[k++] = sy[i].id;
-    if (eos) out[k++] = EOS_ID;
+    if (!s && eos) s = tok_ids_push(&out, cce_tokenizer_eos(t));
+    if (!s && !out.ids) s = tok_ids_push(&out, 0), out.n = 0; /* a valid pointer for no tokens */
     free(sy);
-    *tokens = out;
-    *n_tokens = k;
+    bpe_scratch_free(bs);
+    if (s) {
+        free(out.ids);
+        return s;
+    }
+    *tokens = out.ids;
+    *n_tokens = out.n;
     return CCE_OK;
 }

@@ -1,4 +1,5 @@
-/* tokenizer.json import and export: hand-worked merges by rank, encode/decode round trips with
+/* tokenizer.json import and export: hand-worked merges by rank, the Metaspace prefix rule
+ * (hand-worked, against the Prepend normalizer), encode/decode round trips with
  * non-ASCII text, byte fallback, the stories260K and Llama 2 tokenizers through tokenizer.json
  * and back (same ids on real text), the model folder import/export, bad input with clear errors,
  * and a bounded mutation fuzz of the parser. */
@@ -150,7 +151,7 @@ static void test_hand_merges(void **state) {
                            "na\xC3\xAFve caf\xC3\xA9",
                            "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E \xC3\xBC\xC3\xBC",
                            "emoji \xF0\x9F\x98\x80 tab\tnewline\n",
-                           "<unk> <s> literal"};
+                           "<s> literal"};
     for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) expect_roundtrip(t, texts[i]);
     cce_tokenizer_free(t);
 
@@ -166,6 +167,34 @@ static void test_hand_merges(void **state) {
         expect_ids(t2, "cab", (int32_t[]){SPC, C, AB}, 3);
         cce_tokenizer_free(t2);
     }
+
+    /* The special added token <unk> written in the text is that token (as the Hugging Face
+     * library does); each text segment gets the dummy prefix of the Prepend normalizer, only the
+     * first one that of Metaspace prepend_scheme "first" (t2, the last of the loop above). */
+    assert_cce_ok(parse(j, NULL, &t2));
+    expect_ids(t2, "a<unk>b", (int32_t[]){SPC, A, 0, B}, 4);
+    expect_ids(t2, "<unk>b", (int32_t[]){0, B}, 2);
+    cce_tokenizer_free(t2);
+    json_t *legacy = fixture(EXTRA, merges);
+    assert_cce_ok(parse(legacy, NULL, &t2));
+    expect_ids(t2, "a<unk>b", (int32_t[]){SPC, A, 0, SPC, B}, 5);
+    expect_ids(t2, "<unk><unk>", (int32_t[]){0, 0}, 2);
+    cce_tokenizer_free(t2);
+    json_decref(legacy);
+
+    /* Special ids anywhere: unk, bos and eos named by the model and tokenizer_config.json. */
+    json_object_set_new(json_object_get(j, "model"), "unk_token", json_string("c"));
+    assert_cce_ok(
+        parse(j, "{\"bos_token\": \"</s>\", \"eos_token\": \"</s>\", \"pad_token\": \"b\"}", &t2));
+    assert_int_equal(cce_tokenizer_unk(t2), C);
+    assert_int_equal(cce_tokenizer_bos(t2), 2);
+    assert_int_equal(cce_tokenizer_eos(t2), 2);
+    assert_int_equal(cce_tokenizer_pad(t2), B);
+    cce_tokenizer_free(t2);
+    assert_cce_ok(parse(j, "{\"bos_token\": null}", &t2));
+    assert_int_equal(cce_tokenizer_bos(t2), 2); /* no BOS: windows start with EOS */
+    cce_tokenizer_free(t2);
+    json_object_set_new(json_object_get(j, "model"), "unk_token", json_string("<unk>"));
 
     /* A tokenizer_config.json naming the usual special tokens is accepted. */
     assert_cce_ok(parse(j,
@@ -226,6 +255,85 @@ static void roundtrip_real(const char *rel, const char *text_rel, size_t text_by
     free(x), free(y), free(text);
     cce_tokenizer_free(a);
     cce_tokenizer_free(b);
+}
+
+/* The dummy prefix of a Metaspace pre-tokenizer is added only where the segment, spaces replaced
+ * by "\u2581", does not already start with one; the Prepend normalizer always adds it. Worked
+ * by hand with the ranks of test_hand_merges (ab 1, \u2581ab 5). */
+static void test_metaspace_prefix(void **state) {
+    (void)state;
+    static const char *const merges[] = {"c a",  "a b",    "b c",          "ab c",
+                                         "a bc", SP " ab", SP " \xC3\xBC", NULL};
+    enum { NL = 3 + 0x0A, E2 = 3 + 0xE2, X96 = 3 + 0x96, X81 = 3 + 0x81 };
+    json_t *j = fixture(EXTRA, merges);
+    cce_tokenizer *pre, *always, *first, *back;
+    assert_cce_ok(parse(j, NULL, &pre)); /* Prepend + Replace normalizers */
+    json_object_set_new(j, "normalizer", json_null());
+    json_object_set_new(j, "pre_tokenizer",
+                        json_pack("{s:s, s:s, s:s, s:b}", "type", "Metaspace", "replacement", SP,
+                                  "prepend_scheme", "always", "split", 1));
+    assert_cce_ok(parse(j, NULL, &always));
+    json_object_set_new(j, "pre_tokenizer",
+                        json_pack("{s:s, s:s, s:s, s:b}", "type", "Metaspace", "replacement", SP,
+                                  "prepend_scheme", "first", "split", 0));
+    assert_cce_ok(parse(j, NULL, &first));
+
+    /* "ab" -> "\u2581ab": every form prefixes it; ab, then \u2581ab. */
+    expect_ids(pre, "ab", (int32_t[]){SPAB}, 1);
+    expect_ids(always, "ab", (int32_t[]){SPAB}, 1);
+    expect_ids(first, "ab", (int32_t[]){SPAB}, 1);
+    /* " ab" -> Prepend: "\u2581\u2581ab" = \u2581 + \u2581ab; Metaspace: "\u2581ab" already
+     * starts with \u2581, no prefix. */
+    expect_ids(pre, " ab", (int32_t[]){SPC, SPAB}, 2);
+    expect_ids(always, " ab", (int32_t[]){SPAB}, 1);
+    expect_ids(first, " ab", (int32_t[]){SPAB}, 1);
+    /* "  ab": three \u2581 against two. */
+    expect_ids(pre, "  ab", (int32_t[]){SPC, SPC, SPAB}, 3);
+    expect_ids(always, "  ab", (int32_t[]){SPC, SPAB}, 2);
+    /* Other whitespace is not the replacement: "\nab" is prefixed. */
+    expect_ids(always, "\nab", (int32_t[]){SPC, NL, AB}, 3);
+    /* Per segment around an added token: the segment " ab" keeps its own space only; "ab" after
+     * it is prefixed by "always" but not by "first" (not at the start of the text). */
+    expect_ids(pre, "<unk> ab", (int32_t[]){0, SPC, SPAB}, 3);
+    expect_ids(always, "<unk> ab", (int32_t[]){0, SPAB}, 2);
+    expect_ids(first, "<unk> ab", (int32_t[]){0, SPAB}, 2);
+    expect_ids(always, "<unk>ab", (int32_t[]){0, SPAB}, 2);
+    expect_ids(first, "<unk>ab", (int32_t[]){0, AB}, 2);
+    /* A literal "\u2581" also counts as the replacement for the prefix (it is then encoded as
+     * its bytes: a documented difference). */
+    expect_ids(always, SP "ab", (int32_t[]){E2, X96, X81, AB}, 4);
+    expect_ids(pre, SP "ab", (int32_t[]){SPC, E2, X96, X81, AB}, 5);
+    /* Decoding drops the first piece's space, so (as with the library's Metaspace decoder) only
+     * a text not starting with a space comes back exactly. */
+    expect_roundtrip(pre, "two  spaces and\n ab");
+    expect_roundtrip(always, "two  spaces and\n ab");
+    expect_roundtrip(first, "two  spaces and\n ab");
+
+    /* The form survives export: each tokenizer comes back with the same fingerprint and ids. */
+    cce_tokenizer *const forms[3] = {pre, always, first};
+    static const char *const scheme[3] = {NULL, "\"always\"", "\"first\""};
+    for (int k = 0; k < 3; k++) {
+        char *json;
+        assert_cce_ok(cce_tokenizer_hf_json(forms[k], &json));
+        assert_int_equal(strstr(json, "\"Prepend\"") != NULL, k == 0);
+        if (scheme[k]) assert_non_null(strstr(json, scheme[k]));
+        assert_cce_ok(cce_tokenizer_parse_hf(json, strlen(json), NULL, 0, "rt", 0, &back));
+        assert_int_equal(cce_tokenizer_fingerprint(back), cce_tokenizer_fingerprint(forms[k]));
+        expect_ids(back, " ab", k ? (int32_t[]){SPAB} : (int32_t[]){SPC, SPAB}, k ? 1 : 2);
+        cce_tokenizer_free(back);
+        free(json);
+    }
+    /* The prefix-on-the-first-segment flag is a Metaspace scheme. */
+    cce_tokenizer_spec sp;
+    cce_tokenizer_get_spec(first, &sp);
+    assert_true(sp.flags & CCE_TOK_METASPACE);
+    sp.flags &= ~CCE_TOK_METASPACE;
+    assert_int_equal(cce_tokenizer_new_spec(&sp, &back), CCE_ERR_ARG);
+    assert_non_null(strstr(cce_error_detail(), "needs the Metaspace flag"));
+    cce_tokenizer_free(pre);
+    cce_tokenizer_free(always);
+    cce_tokenizer_free(first);
+    json_decref(j);
 }
 
 static void test_stories_tok512(void **state) {
@@ -342,9 +450,9 @@ static void test_bad_input(void **state) {
     /* Pipeline parts. */
     BAD(json_object_set_new(j, "pre_tokenizer",
                             json_pack("{s:s, s:b}", "type", "ByteLevel", "add_prefix_space", 0)),
-        NULL, CCE_ERR_FORMAT, "ByteLevel", "not supported yet");
+        NULL, CCE_ERR_FORMAT, "mixes ByteLevel parts with SentencePiece-style ones", NULL);
     BAD(json_object_set_new(j, "decoder", json_pack("{s:s}", "type", "ByteLevel")), NULL,
-        CCE_ERR_FORMAT, "decoder ByteLevel", "not supported yet");
+        CCE_ERR_FORMAT, "mixes ByteLevel", NULL);
     BAD(json_object_set_new(j, "normalizer", json_pack("{s:s}", "type", "NFKC")), NULL,
         CCE_ERR_FORMAT, "normalizer 'NFKC'", NULL);
     BAD(json_object_set_new(j, "pre_tokenizer", json_pack("{s:s}", "type", "Whitespace")), NULL,
@@ -384,19 +492,30 @@ static void test_bad_input(void **state) {
     BAD(json_array_append_new(json_object_get(j, "added_tokens"),
                               json_pack("{s:i, s:s}", "id", 1, "content", "<bos>")),
         NULL, CCE_ERR_FORMAT, "added token '<bos>' has id 1", NULL);
-    /* Special tokens at other ids than the project's 0/1/2. */
-    BAD(json_object_set_new(model, "unk_token", json_string("a")), NULL, CCE_ERR_FORMAT,
-        "unk_token 'a' has id 260", "not supported yet");
-    BAD((void)0, "{\"bos_token\": \"</s>\"}", CCE_ERR_FORMAT, "bos_token '</s>' has id 2", NULL);
+    /* Special tokens must exist. */
+    BAD(json_object_set_new(model, "unk_token", json_string("zz")), NULL, CCE_ERR_FORMAT,
+        "unk_token 'zz' is not a token", NULL);
+    BAD((void)0, "{\"bos_token\": null, \"eos_token\": null}", CCE_ERR_FORMAT, "no BOS and no EOS",
+        NULL);
+    BAD((void)0, "{\"pad_token\": 7}", CCE_ERR_FORMAT, "pad_token is not a string", NULL);
+    BAD(json_array_append_new(json_object_get(j, "added_tokens"),
+                              json_pack("{s:i, s:s}", "id", 0, "content", "<unk>")),
+        NULL, CCE_ERR_FORMAT, "added_tokens[1] repeats id 0", NULL);
+    BAD(json_array_append_new(
+            json_object_get(j, "added_tokens"),
+            json_pack("{s:i, s:s, s:b}", "id", U, "content", SP, "single_word", 1)),
+        NULL, CCE_ERR_FORMAT, "single_word is not supported", NULL);
     BAD((void)0, "{\"eos_token\": {\"content\": \"<|end|>\"}}", CCE_ERR_FORMAT,
         "eos_token '<|end|>' is not a token", NULL);
     BAD((void)0, "{\"bos_token\": ", CCE_ERR_FORMAT, "tokenizer_config.json", "malformed");
-    /* vocab_size must match when given. */
+    /* A given vocab_size may not be below the token count (fewer tokens are padded: see
+     * test_tokenizer_pad). */
     json_t *j = fixture(EXTRA, MERGES);
     char *text = json_dumps(j, 0);
-    assert_int_equal(cce_tokenizer_parse_hf(text, strlen(text), NULL, 0, "v.json", 512, &t),
+    assert_int_equal(cce_tokenizer_parse_hf(text, strlen(text), NULL, 0, "v.json", 269, &t),
                      CCE_ERR_FORMAT);
-    assert_non_null(strstr(cce_error_detail(), "model's vocab_size is 512"));
+    assert_non_null(strstr(cce_error_detail(), "v.json: 270 tokens"));
+    assert_non_null(strstr(cce_error_detail(), "model's vocab_size is 269"));
     free(text);
     json_decref(j);
 
@@ -498,9 +617,10 @@ static void test_fuzz(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hand_merges),      cmocka_unit_test(test_stories_tok512),
-        cmocka_unit_test(test_llama2_tokenizer), cmocka_unit_test(test_model_folder),
-        cmocka_unit_test(test_bad_input),        cmocka_unit_test(test_fuzz),
+        cmocka_unit_test(test_hand_merges),    cmocka_unit_test(test_metaspace_prefix),
+        cmocka_unit_test(test_stories_tok512), cmocka_unit_test(test_llama2_tokenizer),
+        cmocka_unit_test(test_model_folder),   cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_fuzz),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
