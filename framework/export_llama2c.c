@@ -46,6 +46,10 @@ static cce_status out_finish(out_file *o, int ok) {
 }
 
 cce_status cce_export_llama2c_tokenizer(const cce_tokenizer *tok, const char *path) {
+    if (cce_tokenizer_check_llama2c(tok)) {
+        cce_error_prefix("%s: ", path);
+        return CCE_ERR_ARG;
+    }
     int32_t n = cce_tokenizer_vocab_size(tok), max_len = 1;
     for (int32_t i = 0; i < n; i++) {
         size_t len = strlen(cce_tokenizer_piece(tok, i));
@@ -88,6 +92,20 @@ static cce_status check_uniform(const cce_model *m, const char *what) {
                                 "%s: layer %d: head %d reads kv head %d, the format implies %d",
                                 what, l, h, (int)ls->kv_of_head[h], h / group);
     }
+    return CCE_OK;
+}
+
+/* Fails naming the first bias of the model: the format has none. */
+static cce_status check_no_bias(const cce_model *m, const char *what) {
+    for (int l = 0; l < cce_model_config(m)->n_layers; l++)
+        for (int b = 0; b < CCE_LB_COUNT; b++)
+            if (cce_model_has_layer_bias(m, l, (cce_layer_bias)b)) {
+                char name[96];
+                cce_layer_bias_name(l, (cce_layer_bias)b, name, sizeof name);
+                return cce_fail(CCE_ERR_ARG,
+                                "%s: the model has bias %s; the llama2.c format has no biases",
+                                what, name);
+            }
     return CCE_OK;
 }
 
@@ -163,7 +181,7 @@ static cce_status write_weights(cce_model *m, out_file *o) {
 cce_status cce_export_llama2c(cce_model *m, const char *model_bin, const char *tokenizer_bin) {
     const cce_config *c = cce_model_config(m);
     cce_status s = check_uniform(m, model_bin);
-    if (s) return s;
+    if (s || (s = check_no_bias(m, model_bin))) return s;
     if (c->dim != c->n_heads * c->head_dim)
         return cce_fail(CCE_ERR_ARG,
                         "%s: head_dim %d * n_heads %d != dim %d; llama2.c implies "

@@ -22,6 +22,8 @@ int cmd_compress(int argc, char **argv);   /* cli/cmd_compress.c */
 
 int cmd_bench_strategies(int argc, char **argv); /* cli/cmd_bench_strategies.c */
 int cmd_bench_stats(int argc, char **argv);      /* cli/cmd_bench_stats.c */
+int cmd_bench_import(int argc, char **argv);     /* cli/cmd_bench_import.c */
+int cmd_bench_cce(int argc, char **argv);        /* cli/cmd_bench_cce.c */
 
 int cmd_run(int argc, char **argv); /* cli/cmd_run.c: Lua experiment scripts */
 

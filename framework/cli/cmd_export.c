@@ -12,28 +12,35 @@
 static const char *const CMD = "export";
 
 static void usage(FILE *f) {
-    fprintf(
-        f, "usage: cce export MODEL.h5 --format hf -o DIR [--dtype f32|f16|bf16]\n"
-           "                  [--shard-size BYTES]\n"
-           "       cce export MODEL.h5 --format llama2c -o MODEL.bin [--tokenizer-output PATH]\n"
-           "\n"
-           "hf: writes DIR/config.json (LlamaForCausalLM), DIR/model.safetensors (or shards of at\n"
-           "most --shard-size bytes with model.safetensors.index.json) and, when the model has a\n"
-           "tokenizer, DIR/tokenizer.json + tokenizer_config.json (BPE, merges derived from the\n"
-           "piece scores) and DIR/tokenizer.bin in llama2.c format; cce import hf DIR reads the\n"
-           "folder back (tokenizer.json, or --tokenizer DIR/tokenizer.bin).\n"
-           "llama2c: writes a llama2.c v0 checkpoint (uniform layers, rope_theta 10000, norm_eps\n"
-           "1e-5) and its tokenizer.bin (default: tokenizer.bin beside MODEL.bin).\n"
-           "Compressed tensors are written dense; structurally compressed models (non-uniform\n"
-           "layers) cannot be exported. Every file is written to a temporary name and renamed.\n"
-           "\n"
-           "options:\n"
-           "  --format hf|llama2c       the output format (required)\n"
-           "  -o, --output PATH         the folder (hf) or .bin file (llama2c) to write\n"
-           "  --dtype f32|f16|bf16      hf: the safetensors dtype (default f32)\n"
-           "  --shard-size BYTES        hf: shard the weights (default: one file)\n"
-           "  --tokenizer-output PATH   llama2c: where to write tokenizer.bin\n"
-           "  -h, --help                show this text\n");
+    fprintf(f,
+            "usage: cce export MODEL.h5 --format hf -o DIR [--dtype f32|f16|bf16]\n"
+            "                  [--shard-size BYTES]\n"
+            "       cce export MODEL.h5 --format llama2c -o MODEL.bin [--tokenizer-output PATH]\n"
+            "\n"
+            "hf: writes DIR/config.json, DIR/model.safetensors (or shards of at most --shard-size\n"
+            "bytes with model.safetensors.index.json) and, when the model has a tokenizer,\n"
+            "DIR/tokenizer.json + tokenizer_config.json (BPE, merges derived from the piece\n"
+            "scores) and DIR/tokenizer.bin in llama2.c format; cce import hf DIR reads the folder\n"
+            "back. The architecture is LlamaForCausalLM (attention_bias / mlp_bias true when the\n"
+            "model has such biases; the rest of the set is written as zeros), or Qwen2ForCausalLM\n"
+            "when the only biases are on q/k/v. Structurally compressed models are written with\n"
+            "each layer's own tensor shapes and removed layers left out (the others renumbered);\n"
+            "config.json keeps the original uniform widths and records the per-layer widths and\n"
+            "removed layers (cce_layer_shapes, cce_removed_layers, cce_note). Stock transformers\n"
+            "cannot load per-layer widths; cce import hf restores them.\n"
+            "llama2c: writes a llama2.c v0 checkpoint (uniform layers, no biases, rope_theta\n"
+            "10000, norm_eps 1e-5) and its tokenizer.bin (default: tokenizer.bin beside\n"
+            "MODEL.bin).\n"
+            "Compressed tensors are written dense. Every file is written to a temporary name and\n"
+            "renamed.\n"
+            "\n"
+            "options:\n"
+            "  --format hf|llama2c       the output format (required)\n"
+            "  -o, --output PATH         the folder (hf) or .bin file (llama2c) to write\n"
+            "  --dtype f32|f16|bf16      hf: the safetensors dtype (default f32)\n"
+            "  --shard-size BYTES        hf: shard the weights (default: one file)\n"
+            "  --tokenizer-output PATH   llama2c: where to write tokenizer.bin\n"
+            "  -h, --help                show this text\n");
 }
 
 /* "dir/model.bin" -> "dir/tokenizer.bin" (malloc'd). */
@@ -112,7 +119,8 @@ int cmd_export(int argc, char **argv) {
     }
     if (hf)
         printf("wrote %s: config.json, %s safetensors%s\n", output, cce_st_dtype_name(o.dtype),
-               cce_model_tokenizer(m) ? ", tokenizer.bin" : "");
+               cce_model_tokenizer(m) ? ", tokenizer.json, tokenizer_config.json, tokenizer.bin"
+                                      : "");
     else
         printf("wrote %s%s%s\n", output, cce_model_tokenizer(m) ? " and " : "",
                cce_model_tokenizer(m) ? tok_out : "");

@@ -26,6 +26,8 @@ static const command commands[] = {
     {"compress", cmd_compress, "compress a model with strategies in sequence; writes the variant"},
     {"bench-strategies", cmd_bench_strategies, "measure the speed of the compression strategies"},
     {"bench-stats", cmd_bench_stats, "measure the cost of recording statistics"},
+    {"bench-import", cmd_bench_import, "measure cce import hf speed against memcpy and disk"},
+    {"bench-cce", cmd_bench_cce, "time each stage of the cce strategy on a synthetic model"},
     {"run", cmd_run, "run a Lua experiment script (lua/README.md)"},
     {"results", cmd_results, "list the runs of a results file, or export its tables"},
     {"plot", cmd_plot, "draw a figure (gnuplot: .tsv, .gp, PNG, PDF) from a results file"},

@@ -1,11 +1,14 @@
 /* cce export and cce import hf: the llama2c -> hf -> llama2c round trip through the program
  * (same checkpoint tensors, same greedy generation), F16 and sharded folders, usage errors and
- * failures that leave existing outputs intact. */
+ * failures that leave existing outputs intact; a structurally compressed variant through
+ * export hf -> import hf (same widths, same generation; llama2c refused); cce bench-import. */
 #include "fixtures.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char *dir;
 
@@ -29,6 +32,12 @@ static void test_help_and_usage(void **state) {
     out = fixture_run_expect(0, "import --help");
     fixture_expect_in(out, "cce import hf DIR");
     fixture_expect_in(out, "--tokenizer");
+    fixture_expect_in(out, "cce_layer_shapes");
+    free(out);
+    out = fixture_run_expect(0, "export --help");
+    fixture_expect_in(out, "DIR/tokenizer.json");
+    fixture_expect_in(out, "cce_removed_layers");
+    assert_null(strstr(out, "not written yet"));
     free(out);
     char *m = at("u.h5");
     assert_int_equal(fixture_synth_file("tiny", m), 0);
@@ -133,11 +142,134 @@ static void test_f16_sharded_and_failures(void **state) {
     free(m), free(hf), free(h5), free(keep);
 }
 
+/* A variant pruned by FFN neurons and heads, then a layer removed: export hf keeps the uniform
+ * fields and records the rest; import hf restores the widths and the numbering; both models
+ * generate the same text; llama2c refuses the variant. */
+static void test_structured(void **state) {
+    (void)state;
+    char *base = at("st_base.h5"), *v = at("st_v.h5"), *hf = at("st_hf"), *back = at("st_back.h5");
+    char *text = at("st_calib.txt"), *bin = at("st.bin");
+    assert_int_equal(fixture_synth_file("stories260K --seed 3", base), 0);
+    fixture_write_text(text, 3000, 60);
+    free(fixture_run_expect(0,
+                            "compress '%s' -s structured:ratio=0.5,unit=both -s shortgpt:layers=1 "
+                            "--calib '%s' --test-tokens 500 --calib-tokens 512 --calib-window 32 "
+                            "-o '%s'",
+                            base, text, v));
+    char *out = fixture_run_expect(0, "export '%s' --format hf -o '%s'", v, hf);
+    fixture_expect_in(out, "F32 safetensors");
+    free(out);
+    char *cfg = test_read_file(test_path(hf, "config.json"), NULL);
+    assert_non_null(cfg);
+    fixture_expect_in(cfg, "\"num_hidden_layers\": 4");
+    fixture_expect_in(cfg, "\"intermediate_size\": 172");
+    fixture_expect_in(cfg, "\"cce_layer_shapes\"");
+    fixture_expect_in(cfg, "\"cce_removed_layers\"");
+    fixture_expect_in(cfg, "stock transformers cannot load per-layer widths");
+    free(cfg);
+    free(fixture_run_expect(0, "import hf '%s' -o '%s' --tokenizer '%s/tokenizer.bin'", hf, back,
+                            hf));
+    /* cce info shows the same config, tensors and layer table (widths, removed), and both
+     * generate the same text. */
+    char *i1 = fixture_run_expect(0, "info '%s'", v),
+         *i2 = fixture_run_expect(0, "info '%s'", back);
+    const char *t1 = strstr(i1, "\ndim:"), *t2 = strstr(i2, "\ndim:"); /* after file, source */
+    assert_non_null(t1);
+    assert_non_null(t2);
+    assert_string_equal(t1, t2);
+    free(i1), free(i2);
+    char *g1 = fixture_run_expect(0, "generate '%s' -p 'Once upon' -n 24 -t 0 --quiet", v);
+    char *g2 = fixture_run_expect(0, "generate '%s' -p 'Once upon' -n 24 -t 0 --quiet", back);
+    assert_string_equal(g1, g2);
+    free(g1), free(g2);
+    out = fixture_run_expect(1, "export '%s' --format llama2c -o '%s'", back, bin);
+    fixture_expect_in(out, "uniform layers");
+    free(out);
+    assert_false(test_file_exists(bin));
+    free(base), free(v), free(hf), free(back), free(text), free(bin);
+}
+
+/* A quantized and sparse variant (rtn 4-bit, then magnitude 2:4) exports its decoded weights:
+ * the folder holds plain F32 tensors, and the re-imported dense model generates exactly what the
+ * variant generates. */
+static void test_dequantised(void **state) {
+    (void)state;
+    char *base = at("q_base.h5"), *v = at("q_v.h5"), *hf = at("q_hf"), *back = at("q_back.h5");
+    assert_int_equal(fixture_synth_file("stories260K --seed 5", base), 0);
+    free(fixture_run_expect(0, "compress '%s' -s magnitude:nm=2:4 -s rtn:bits=4,group=32 -o '%s'",
+                            base, v));
+    char *info = fixture_run_expect(0, "info '%s'", v);
+    fixture_expect_in(info, "quant");
+    free(info);
+    char *out = fixture_run_expect(0, "export '%s' --format hf -o '%s'", v, hf);
+    fixture_expect_in(out, "F32 safetensors");
+    free(out);
+    free(fixture_run_expect(0, "import hf '%s' -o '%s' --tokenizer '%s/tokenizer.bin'", hf, back,
+                            hf));
+    info = fixture_run_expect(0, "info '%s'", back);
+    assert_null(strstr(info, "quant"));
+    free(info);
+    char *g1 = fixture_run_expect(0, "generate '%s' -p 'Once upon' -n 24 -t 0 --quiet", v);
+    char *g2 = fixture_run_expect(0, "generate '%s' -p 'Once upon' -n 24 -t 0 --quiet", back);
+    assert_string_equal(g1, g2);
+    free(g1), free(g2);
+    free(base), free(v), free(hf), free(back);
+}
+
+/* cce bench-import on the tiny shape: every figure printed, the temporary folder removed, usage
+ * errors. */
+static void test_bench_import(void **state) {
+    (void)state;
+    char *where = at("bench");
+    mkdir(where, 0777);
+    char *out = fixture_run_expect(0, "bench-import --model tiny --reps 1 --dir '%s'", where);
+    const char *want[] = {"tiny shape",
+                          "F16 safetensors",
+                          "MB of safetensors",
+                          "GB/s input",
+                          "GB/s float32 written",
+                          "save (default store)",
+                          "memcpy into fresh pages",
+                          "memcpy into warm memory",
+                          "write + fsync"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) fixture_expect_in(out, want[i]);
+    free(out);
+    DIR *d = opendir(where);
+    struct dirent *e;
+    int left = 0;
+    while (d && (e = readdir(d))) left += e->d_name[0] != '.';
+    if (d) closedir(d);
+    assert_int_equal(left, 0);
+    out = fixture_run_expect(0, "bench-import --help");
+    fixture_expect_in(out, "--dtype");
+    free(out);
+    struct {
+        const char *args, *want;
+    } cases[] = {
+        {"bench-import --model nope", "unknown preset 'nope'"},
+        {"bench-import --dtype f8", "--dtype must be"},
+        {"bench-import --reps 0", "--reps"},
+        {"bench-import extra", "unexpected argument"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        out = fixture_run_expect(2, "%s", cases[i].args);
+        fixture_expect_in(out, cases[i].want);
+        free(out);
+    }
+    out = fixture_run_expect(1, "bench-import --model tiny --dir '%s/no/such'", where);
+    fixture_expect_in(out, "no/such");
+    free(out);
+    free(where);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help_and_usage),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_f16_sharded_and_failures),
+        cmocka_unit_test(test_structured),
+        cmocka_unit_test(test_dequantised),
+        cmocka_unit_test(test_bench_import),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
