@@ -20,6 +20,18 @@
  *                        dense reference) from "activations", one panel column per domain
  *   weight_dist          weight distribution per chosen layer (table "weights"), before and after,
  *                        pooled over the layer's tensors on one grid, as densities
+ *   cce_layer_ratio      fraction of each block's weight parameters removed, one line per run:
+ *                        achieved (solid) and planned (dashed) rho_l from the "cce_layers" table
+ *                        of cce runs; other runs 1 - params after / before over the layer's
+ *                        changed tensors ("layers"), achieved only
+ *   cce_ev               explained-variance curves of one cce run ("cce_ev"): per layer the
+ *                        cumulative share of the trace of C_a (FFN) and C_y (attention) in the k
+ *                        largest eigenvalues against k / n, one curve per layer, one panel each
+ *   cce_budget           one cce run's budget per layer ("cce_layers"): planned and achieved
+ *                        rho_l as bars, R_l, BI_l / max BI and u_l as lines on the same [0, 1]
+ *                        axis
+ * cce_ev and cce_budget draw the first selected run that holds the table (the .tsv says which
+ * and how many others do: choose with --runs id=...).
  *
  * Files. A figure goes to <dir>/<base>.tsv (the data: "# " comment lines first, naming the source
  * file, the figure, the runs and the columns; gnuplot blocks separated by two blank lines) and

@@ -1,6 +1,7 @@
 /* Figure data from run metrics and the "layers" tables (figure.h): ppl_vs_ratio, kl_vs_ratio,
  * ppl_vs_bits, layer_ratio, sensitivity_heatmap; the helpers shared by every builder; and
- * cce_figure_data, which dispatches on the figure's name. */
+ * cce_figure_data, which dispatches on the figure's name (the distribution figures are in
+ * figure_dist.c, the cce strategy's in figure_cce.c). */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,7 +12,8 @@
 
 static const char *const KINDS[] = {"ppl_vs_ratio", "kl_vs_ratio",         "ppl_vs_bits",
                                     "layer_ratio",  "sensitivity_heatmap", "act_hist",
-                                    "act_stats",    "weight_dist",         NULL};
+                                    "act_stats",    "weight_dist",         "cce_layer_ratio",
+                                    "cce_ev",       "cce_budget",          NULL};
 
 const char *const *cce_figure_kinds(void) {
     return KINDS;
@@ -556,6 +558,12 @@ cce_status cce_figure_data(const char *path, const char *name, const cce_figure_
         s = fig_data_act_stats(path, &r, o, df, vf);
     else if (strcmp(name, "weight_dist") == 0)
         s = fig_data_weight_dist(path, &r, o, df, vf);
+    else if (strcmp(name, "cce_layer_ratio") == 0)
+        s = fig_data_cce_layer_ratio(path, &r, df, vf);
+    else if (strcmp(name, "cce_ev") == 0)
+        s = fig_data_cce_ev(path, &r, df, vf);
+    else if (strcmp(name, "cce_budget") == 0)
+        s = fig_data_cce_budget(path, &r, df, vf);
     else
         s = fig_data_metric(path, &r, name, df, vf);
     if (df) fclose(df);

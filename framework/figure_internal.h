@@ -1,5 +1,5 @@
-/* Helpers shared by the figure data builders (figure_data.c, figure_dist.c) and the tables
- * (table_render.c). Internal to libcce. */
+/* Helpers shared by the figure data builders (figure_data.c, figure_dist.c, figure_cce.c) and the
+ * tables (table_render.c). Internal to libcce. */
 #ifndef CCE_FIGURE_INTERNAL_H
 #define CCE_FIGURE_INTERNAL_H
 
@@ -55,5 +55,10 @@ cce_status fig_data_act_stats(const char *path, const cce_figure_runs *r,
                               const cce_figure_options *o, FILE *data, FILE *vars);
 cce_status fig_data_weight_dist(const char *path, const cce_figure_runs *r,
                                 const cce_figure_options *o, FILE *data, FILE *vars);
+/* figure_cce.c: the cce strategy's tables (cce_layers, cce_ev). */
+cce_status fig_data_cce_layer_ratio(const char *path, const cce_figure_runs *r, FILE *data,
+                                    FILE *vars);
+cce_status fig_data_cce_ev(const char *path, const cce_figure_runs *r, FILE *data, FILE *vars);
+cce_status fig_data_cce_budget(const char *path, const cce_figure_runs *r, FILE *data, FILE *vars);
 
 #endif

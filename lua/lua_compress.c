@@ -14,17 +14,25 @@
  *
  * Work is done in two phases so that no Lua error unwinds through C resources: phase 1 reads the
  * table (calling the script's layer functions) into Lua-owned memory, phase 2 is pure C and frees
- * everything before raising. */
+ * everything before raising.
+ *
+ * The steps' extra tables (strategy.h, `tables`: "cce_layers", ...) are collected once the
+ * compression is done and kept as cce.table objects with the variant (a weak-keyed registry
+ * table variant -> array), for v:compression().tables and exp:run, which records them. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cce_lua.h"
+#include "results_table.h"
 #include "strategy.h"
 
 #define FN        "m:compress"
 #define MAX_STEPS 32
+
+#define TABLES_GUARD_META "cce.strategy_tables_guard"
+#define TABLES_REGISTRY   "cce.strategy_tables" /* weak-keyed: variant -> array of cce.table */
 
 /* Fields that are not strategy parameters. */
 static const char *const PLAN_FIELDS[] = {"layers", "skip", "unskip", "rules", NULL};
@@ -394,12 +402,14 @@ static cce_status plan_json(const cce_compress_result *r, const char *const *rul
     return *out ? CCE_OK : cce_fail(CCE_ERR_NOMEM, "compress: the plan as JSON");
 }
 
-/* Makes the instances, checks calibration, compresses. On success *variant, *result and
- * *plan_text are filled; on failure nothing is left to free. */
+/* Makes the instances, checks calibration, compresses, collects the steps' extra tables. On
+ * success *variant, *result, *plan_text and *tables are filled; on failure nothing is left to
+ * free. */
 static cce_status run_compress(cce_model *base, const step_spec *specs, size_t n_steps,
                                const char *const *rules, size_t n_rules,
                                const cce_lua_tokens *calib, const cce_compress_options *o,
-                               cce_model **variant, cce_compress_result *result, char **plan_text) {
+                               cce_model **variant, cce_compress_result *result, char **plan_text,
+                               cce_table_list *tables) {
     cce_strategy_instance *inst[MAX_STEPS] = {0};
     cce_status s = CCE_OK;
     for (size_t k = 0; !s && k < n_steps; k++) {
@@ -420,13 +430,84 @@ static cce_status run_compress(cce_model *base, const step_spec *specs, size_t n
     if (!s)
         s = cce_compress(base, inst, n_steps, rules, n_rules, calib ? &calib->calib : NULL, o,
                          variant, result);
-    if (!s && (s = plan_json(result, rules, n_rules, plan_text))) {
+    int done = !s;
+    if (!s && !(s = plan_json(result, rules, n_rules, plan_text)) &&
+        (s = cce_strategy_tables_collect(inst, n_steps, tables))) {
+        free(*plan_text);
+        *plan_text = NULL;
+    }
+    if (s && done) {
         cce_model_free(*variant);
         *variant = NULL;
         cce_compress_result_clear(result);
     }
     for (size_t k = 0; k < n_steps; k++) cce_strategy_instance_free(inst[k]);
     return s;
+}
+
+/* ---- The steps' extra tables ----------------------------------------------------------------- */
+
+static int tables_guard_gc(lua_State *L) {
+    cce_table_list_clear(lua_touserdata(L, 1));
+    return 0;
+}
+
+/* Pushes an empty table list freed by __gc (whatever it still holds if a later push raises). */
+static cce_table_list *push_tables_guard(lua_State *L) {
+    cce_table_list *l = lua_newuserdatauv(L, sizeof *l, 0);
+    cce_table_list_init(l);
+    if (luaL_newmetatable(L, TABLES_GUARD_META)) {
+        lua_pushcfunction(L, tables_guard_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return l;
+}
+
+/* Pushes the registry's weak-keyed table variant -> array of cce.table (made on first use). */
+static void push_tables_registry(lua_State *L) {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, TABLES_REGISTRY) == LUA_TTABLE) return;
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, TABLES_REGISTRY);
+}
+
+/* Moves the tables of list into cce.table objects kept as the variant's (at vidx). A memory error
+ * raises with the tables not yet moved still owned by the list's guard. */
+static void keep_tables(lua_State *L, int vidx, cce_table_list *list) {
+    lua_createtable(L, (int)list->n, 0);
+    for (size_t i = 0; i < list->n; i++) {
+        cce_table **slot = cce_lua_push_table_slot(L, list->tables[i]->name);
+        *slot = list->tables[i];
+        list->tables[i] = NULL;
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    push_tables_registry(L);
+    lua_pushvalue(L, vidx);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 2);
+}
+
+/* Pushes a new array of the variant's (at vidx) cce.table objects (empty when it has none). */
+static void push_variant_tables(lua_State *L, int vidx) {
+    vidx = lua_absindex(L, vidx);
+    push_tables_registry(L);
+    lua_pushvalue(L, vidx);
+    lua_rawget(L, -2);
+    size_t n = lua_istable(L, -1) ? lua_rawlen(L, -1) : 0;
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, -2, (lua_Integer)i);
+        lua_rawseti(L, -2, (lua_Integer)i);
+    }
+    lua_replace(L, -3);
+    lua_pop(L, 1);
 }
 
 int cce_lua_compress(lua_State *L, int model_idx, int opts_idx) {
@@ -539,8 +620,10 @@ int cce_lua_compress(lua_State *L, int model_idx, int opts_idx) {
     luaL_pushresult(&b);
     cce_lua_model *vo = cce_lua_push_model(L, NULL, NULL, model_idx, "variant %s of %s",
                                            lua_tostring(L, -1), mo->obj.label);
+    int vidx = lua_gettop(L);
     vo->result = calloc(1, sizeof *vo->result);
     if (!vo->result) return cce_lua_raise(L, "%s: out of memory", FN);
+    cce_table_list *tables = push_tables_guard(L);
 
     /* Phase 2: C only. */
     cce_compress_options o;
@@ -552,7 +635,7 @@ int cce_lua_compress(lua_State *L, int model_idx, int opts_idx) {
     o.progress_user = (void *)cce_lua_get_options(L);
     cce_model *variant = NULL;
     cce_status s = run_compress(mo->model, specs, n_steps, rule_texts, n_rules, calib, &o, &variant,
-                                vo->result, &vo->plan_json);
+                                vo->result, &vo->plan_json, tables);
     cce_lua_progress_end(L);
     if (s) {
         cce_lua_object_close(&vo->obj);
@@ -564,6 +647,8 @@ int cce_lua_compress(lua_State *L, int model_idx, int opts_idx) {
     for (size_t i = 0; i < vo->result->report.n; i++)
         bytes += (size_t)vo->result->report.rows[i].params_before * sizeof(float);
     cce_lua_account_memory(L, bytes);
+    keep_tables(L, vidx, tables);
+    lua_pushvalue(L, vidx);
     return 1;
 }
 
@@ -666,5 +751,7 @@ int cce_lua_push_compression(lua_State *L, int idx) {
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "layers");
+    push_variant_tables(L, idx);
+    lua_setfield(L, -2, "tables");
     return 1;
 }

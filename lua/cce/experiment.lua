@@ -457,6 +457,8 @@ function Experiment:run(spec)
   -- Evaluate against the base (with the activation statistics of the eval data when stats are
   -- on: cce.record_activations returns exactly v:eval's metrics) and keep the windows' NLLs.
   local tables = {}
+  -- the strategies' own per-layer tables (v:compression().tables: cce_layers, cce_ev, ...)
+  for _, t in ipairs(comp and comp.tables or {}) do tables[#tables + 1] = t end
   local e0 = cce._now()
   local r, windows, acts
   if st then

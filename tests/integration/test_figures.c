@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../strategies/cce_report.h"
 #include "astats.h"
 #include "cce_lua.h"
 #include "figure.h"
@@ -229,12 +230,72 @@ static void check_rerun(const char *dir, const char *base) {
     check_png(test_path(dir, png));
 }
 
+/* Adds a run of the cce strategy to the results file at path: its layers rows and the tables
+ * cce_layers, cce_ev and cce_scores built (cce_report_tables) from made-up per-layer values. */
+static void add_cce_run(const char *path) {
+    cce_layer_report reps[NLAYERS];
+    memset(reps, 0, sizeof reps);
+    cce_report rep;
+    cce_report_init(&rep);
+    for (int l = 0; l < NLAYERS; l++) {
+        cce_layer_report *p = &reps[l];
+        assert_cce_ok(cce_layer_report_curves(p, l, 16, 8, 4));
+        cce_layer_report_plan(p, 1, 0.3 + 0.1 * l, 0.5, 0.4, 0.2 - 0.05 * l, 0.3 + 0.05 * l,
+                              l - 1.0, 0.3 + 0.1 * (l == 1), 1000);
+        for (int k = 0; k < 16; k++) p->ev_ffn[k] = 1 - pow(0.7 + 0.05 * l, k + 1);
+        p->ev_ffn[15] = 1;
+        for (int k = 0; k < 8; k++) p->ev_attn[k] = k == 7 ? 1 : 1 - pow(0.5, k + 1);
+        p->r_ffn = 9;
+        p->r_attn = 5;
+        p->applied = 1;
+        p->removed = 300 + 100 * (l == 1);
+        p->neurons_kept = 10;
+        p->heads_kept = 4;
+        for (int m = 0; m < CCE_REPORT_MATS; m++) p->rank[m] = m == 4 ? 3 : -1;
+        double score[16];
+        for (int j = 0; j < 16; j++) score[j] = pow(10, -3 + 0.2 * j);
+        cce_layer_report_scores(p, score, 16, 6);
+        add_layer_row(&rep, "cce", l, "gate", 0.6);
+    }
+    cce_table_list tabs = {0};
+    assert_cce_ok(cce_report_tables(reps, NLAYERS, &tabs));
+    for (int l = 0; l < NLAYERS; l++) cce_layer_report_clear(&reps[l]);
+    assert_int_equal(tabs.n, 3);
+    const char *names[] = {"ppl",        "ppl_stderr",      "kl",   "kl_stderr",
+                           "byte_ratio", "bits_per_weight", "top1", "dnll_vs_dense_sig"};
+    double values[] = {6.5, 0.15, 0.6, 0.06, 0.33, 21.3, 0.5, 1};
+    cce_run_record rec = {
+        .key = "cce33",
+        .experiment = "fixture",
+        .strategy = "cce",
+        .params_json = "[{\"strategy\":\"cce\",\"params\":{\"ratio\":0.33,\"eps\":0.05}}]",
+        .plan_json = "{}",
+        .protocol = "protocol: window=BOS+511 non-overlapping, ctx=512, scored=7665, "
+                    "windows=15, data=toy sha256=abc",
+        .model = "toymodel",
+        .dataset = "toydata",
+        .n_metrics = 8,
+        .metric_names = names,
+        .metric_values = values,
+        .layers = &rep,
+        .n_tables = tabs.n,
+        .tables = (const cce_table *const *)tabs.tables,
+    };
+    cce_results *r;
+    assert_cce_ok(cce_results_open(path, &r));
+    assert_cce_ok(cce_results_add(r, &rec, NULL));
+    cce_results_close(r);
+    cce_table_list_clear(&tabs);
+    cce_report_clear(&rep);
+}
+
 static void test_every_kind_renders(void **state) {
     (void)state;
     const char *dir = test_scratch_dir("figures_all");
     char d[4096];
     snprintf(d, sizeof d, "%s", dir);
     const char *res = make_results(d);
+    add_cce_run(res); /* for the cce_* kinds */
     char out[4200];
     snprintf(out, sizeof out, "%s/out", d);
     for (const char *const *k = cce_figure_kinds(); *k; k++) {
