@@ -15,6 +15,7 @@
 #define CCE_INTERNAL_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "encoding.h"
 #include "lowrank.h"
@@ -151,5 +152,97 @@ cce_status cce_lowrank_whitened(const float *w, int64_t rows, int64_t cols, cons
  * the lowrank encoding of the pair into *enc (the caller's). CCE_ERR_RANGE for r outside [1, k]. */
 cce_status cce_lowrank_encode(const cce_lowrank_svd *d, int64_t rank, const char *what, float *out,
                               cce_encoding **enc);
+
+/* ---- Stage 1 / 3: attention heads and the interleaved stage-3 removal (cce_heads.c) ---------- */
+
+/* The head Gram matrix K [n_heads, n_heads], K_hk = E[z_h . z_k] with z_h = W_O^(h) o_h, from
+ * W_O float [d, n_heads * head_dim] (o_proj) and G_o [m, m] = E[o o^T] of the concatenated head
+ * outputs (m = n_heads * head_dim). */
+cce_status cce_head_gram(const float *wo, int d, int n_heads, int head_dim, const double *Go,
+                         double *K, const char *what);
+
+/* The greedy removal object of the heads: G = K, delta = delta_scale * mean(diag(K)), output map
+ * a row of ones (y = sum_h z_h), so the first scores are s_h = 1 / P_hh = K_hh (1 - R2_h). The
+ * caller owns *out (cce_greedy_free). */
+cce_status cce_head_greedy_new(const double *K, int n_heads, double delta_scale, const char *what,
+                               cce_greedy **out);
+
+#define CCE_STAGE3_KINDS 4
+
+/* One kind of unit in stage 3's interleaved removal (FFN neurons, query heads). */
+typedef struct cce_stage3_kind {
+    cce_greedy *g;        /* its greedy removal (NULL: this kind is not removed) */
+    int n;                /* units of the kind */
+    int64_t unit_params;  /* parameters one unit frees (a neuron 3 dim, a query head 2 e dim) */
+    const int32_t *group; /* [n] group of each unit (kv head of a query head), or NULL */
+    int n_groups;         /* groups (kv heads) */
+    int64_t group_params; /* freed in addition when the last present unit of a group goes */
+    int *order;           /* [n] out: removed units in removal order */
+    double *score;        /* [n] out (may be NULL): each removed unit's score at its removal */
+    int removed;          /* out: how many were removed */
+} cce_stage3_kind;
+
+/* Interleaved greedy removal (cce_heads.c header): each round, of the best unit of every kind
+ * that still fits in `share` parameters, the one of lowest score per parameter freed goes (ties:
+ * the earlier kind); stops when none fits. *removed: the parameters freed (<= share). */
+cce_status cce_stage3_select(cce_stage3_kind *kinds, int n_kinds, int64_t share, int64_t *removed,
+                             const char *what);
+
+/* out [n_units * unit_len] = keep [n_units] repeated unit_len times (0 / 1). */
+void cce_expand_keep(const int *keep, int n_units, int unit_len, int *out);
+
+/* out = w [rows, cols] restricted to the rows with row_keep[a] and the columns with col_keep[b]
+ * (NULL: all), in order. */
+void cce_copy_kept(const float *w, int64_t rows, int64_t cols, const int *row_keep,
+                   const int *col_keep, float *out);
+
+/* ---- Stage clock and benchmark (cce_bench.c) ------------------------------------------------- */
+
+#define CCE_STAGES 5
+
+/* Wall and CPU seconds of stages 1-4 (index = stage; index 0 unused here) added up by every cce
+ * plan and apply in the process since the last reset. Not thread-safe: for the benchmark. */
+typedef struct cce_stage_mark {
+    double wall, cpu; /* CLOCK_MONOTONIC and CLOCK_PROCESS_CPUTIME_ID seconds */
+} cce_stage_mark;
+cce_stage_mark cce_stage_clock_now(void);
+/* Adds the time from `since` to now to stage `stage`. */
+void cce_stage_clock_add(int stage, cce_stage_mark since);
+void cce_stage_clock_reset(void);
+/* wall [CCE_STAGES], cpu [CCE_STAGES] (either may be NULL). */
+void cce_stage_clock_read(double *wall, double *cpu);
+
+typedef struct cce_bench_cce_options {
+    const char *preset; /* synth preset (default stories110M) */
+    int layers;         /* 0: the preset's; else at most that many layers */
+    int windows, len;   /* calibration windows x tokens (default 64 x 256) */
+    double ratio;       /* global target (default 0.2) */
+    int threads;        /* 0: OpenMP's default */
+    uint64_t seed;      /* model and tokens (default 1) */
+} cce_bench_cce_options;
+
+void cce_bench_cce_options_init(cce_bench_cce_options *o);
+
+/* One run: wall seconds per stage (0: statistics), of the whole run, its CPU seconds, the block
+ * parameters removed. */
+typedef struct cce_bench_cce_row {
+    char spec[96];
+    int n_layers;
+    double stage[CCE_STAGES];     /* wall seconds */
+    double stage_cpu[CCE_STAGES]; /* CPU seconds over all threads (stage 0: not measured, NaN) */
+    double total;                 /* wall seconds of the whole run */
+    double cpu;                   /* process CPU seconds of the whole run (all threads) */
+    double removed;               /* fraction of the block parameters removed */
+} cce_bench_cce_row;
+
+/* Runs "cce:ratio=R" and "cce:ratio=R,prune_heads=true" through cce_compress on the synthetic
+ * model with random calibration tokens (cce_bench.c header). rows [2]; *n_rows those filled.
+ * CCE_ERR_ARG for bad options, CCE_ERR_NOT_FOUND for an unknown preset. */
+cce_status cce_bench_cce_run(const cce_bench_cce_options *o, cce_bench_cce_row rows[2],
+                             int *n_rows);
+
+/* The table of the rows to f. */
+void cce_bench_cce_print(FILE *f, const cce_bench_cce_options *o, const cce_bench_cce_row *rows,
+                         int n_rows);
 
 #endif

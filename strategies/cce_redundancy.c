@@ -53,12 +53,16 @@ cce_status cce_loo_r2(const double *G, int n, double delta, double *r2, const ch
     return s;
 }
 
+/* The greedy state. P keeps only its upper triangle (row-major): the Schur downdate is one
+ * symmetric rank-1 update (cblas_dsyr), the OBS refit of W one general rank-1 update (cblas_dger),
+ * and the rescoring one contiguous pass over W, so a removal costs O(n^2 / 2 + rows n) in BLAS
+ * level-2 calls. Removed units have zero rows/columns in P and zero columns in W. */
 struct cce_greedy {
     int n, rows, present;
-    double *P;     /* [n, n] inverse of G + delta I over the present units (0 elsewhere) */
+    double *P;     /* [n, n] upper triangle of the inverse of G + delta I over the present units */
     double *W;     /* [rows, n] refitted columns */
     double *score; /* [n] current scores (INFINITY for removed units) */
-    double *prow;  /* [n] scratch: row j of P */
+    double *prow;  /* [n] scratch: row j of P (0 at removed units) */
     double *wcol;  /* [rows] scratch: column j of W */
     int *alive;    /* [n] */
     char what[64];
@@ -75,17 +79,16 @@ void cce_greedy_free(cce_greedy *g) {
     free(g);
 }
 
+/* score_i = ||W[:, i]||^2 / P_ii, the squared column norms accumulated row by row. */
 static void greedy_rescore(cce_greedy *g) {
     int n = g->n;
-    for (int i = 0; i < n; i++) {
-        if (!g->alive[i]) {
-            g->score[i] = INFINITY;
-            continue;
-        }
-        double w2 = 0;
-        for (int a = 0; a < g->rows; a++) w2 += g->W[(int64_t)a * n + i] * g->W[(int64_t)a * n + i];
-        g->score[i] = w2 / g->P[(int64_t)i * n + i];
+    double *w2 = g->score;
+    for (int i = 0; i < n; i++) w2[i] = 0;
+    for (int a = 0; a < g->rows; a++) {
+        const double *row = g->W + (int64_t)a * n; /* [n] */
+        for (int i = 0; i < n; i++) w2[i] += row[i] * row[i];
     }
+    for (int i = 0; i < n; i++) w2[i] = g->alive[i] ? w2[i] / g->P[(int64_t)i * n + i] : INFINITY;
 }
 
 cce_status cce_greedy_new(const double *G, int n, double delta, const double *W, int rows,
@@ -142,20 +145,15 @@ cce_status cce_greedy_drop(cce_greedy *g, int j) {
     double *P = g->P, *Wc = g->W, *prow = g->prow, *wcol = g->wcol;
     const int *alive = g->alive;
     double pjj = P[(int64_t)j * n + j];
-    for (int i = 0; i < n; i++) prow[i] = alive[i] ? P[(int64_t)j * n + i] : 0;
+    /* row j of the symmetric P from its upper triangle: column j above the diagonal, row j from
+     * it on */
+    for (int i = 0; i < j; i++) prow[i] = alive[i] ? P[(int64_t)i * n + j] : 0;
+    for (int i = j; i < n; i++) prow[i] = alive[i] ? P[(int64_t)j * n + i] : 0;
     for (int a = 0; a < rows; a++) wcol[a] = Wc[(int64_t)a * n + j];
-    /* OBS refit of the present columns, then the Schur-complement downdate of P */
-    for (int a = 0; a < rows; a++) {
-        double f = wcol[a] / pjj;
-        for (int i = 0; i < n; i++)
-            if (alive[i]) Wc[(int64_t)a * n + i] -= f * prow[i];
-    }
-    for (int a = 0; a < n; a++) {
-        if (!alive[a]) continue;
-        double f = prow[a] / pjj;
-        for (int b = 0; b < n; b++)
-            if (alive[b]) P[(int64_t)a * n + b] -= f * prow[b];
-    }
+    /* OBS refit W[:, i] -= W[:, j] P_ji / P_jj (removed columns stay 0: prow is 0 there), then the
+     * Schur-complement downdate P -= P[:, j] P[j, :] / P_jj */
+    if (rows > 0) cblas_dger(CblasRowMajor, rows, n, -1.0 / pjj, wcol, 1, prow, 1, Wc, n);
+    cblas_dsyr(CblasRowMajor, CblasUpper, n, -1.0 / pjj, prow, 1, P, n);
     g->alive[j] = 0;
     g->present--;
     for (int a = 0; a < rows; a++) Wc[(int64_t)a * n + j] = 0;

@@ -41,9 +41,10 @@ static void usage(FILE *f) {
         "                       (rtn:layers.0.*=8). Precedence: tensor name > pattern > layer\n"
         "                       > allocation (OWL) > target\n"
         "  --calib DATA         calibration text: a dataset of the manifest or a file\n"
-        "  --calib-tokens N     calibration tokens (default 16384)\n"
+        "  --calib-tokens N     calibration tokens (default 16384, or calib_windows x calib_len\n"
+        "                       of a strategy with these parameters, e.g. cce)\n"
         "  --calib-window N     tokens per calibration segment, each run as BOS + segment\n"
-        "                       (default 256)\n"
+        "                       (default 256, or such a strategy's calib_len)\n"
         "  --test-tokens N      the first N tokens of the stream are the evaluation split and\n"
         "                       are never used for calibration (default 100000, which covers\n"
         "                       the pinned evaluation prefix)\n"
@@ -68,6 +69,7 @@ typedef struct compress_args {
     size_t n_loads;
     long calib_tokens, calib_window, test_tokens, seed, ctx;
     int no_cache;
+    int tokens_given, window_given; /* --calib-tokens / --calib-window on the command line */
 } compress_args;
 
 /* The value of option `name` (or its short form) at argv[*i]: "--name VALUE" or "--name=VALUE".
@@ -147,6 +149,8 @@ static int parse_args(int argc, char **argv, compress_args *a) {
     if (!rc && test) rc = cli_parse_long(CMD, "--test-tokens", test, 0, LONG_MAX, &a->test_tokens);
     if (!rc && seed) rc = cli_parse_long(CMD, "--seed", seed, 0, LONG_MAX, &a->seed);
     if (!rc && ctx) rc = cli_parse_long(CMD, "--ctx", ctx, 2, INT_MAX, &a->ctx);
+    a->tokens_given = tokens != NULL;
+    a->window_given = window != NULL;
     if (!rc && !a->calib && (tokens || window || test || seed || ctx))
         rc = cli_usage_error(CMD, "--calib-tokens, --calib-window, --test-tokens, --seed and "
                                   "--ctx need --calib");
@@ -314,7 +318,24 @@ static void print_plans(const cce_compress_result *r) {
 
 /* ---- Run ------------------------------------------------------------------------------------- */
 
-static int run(const compress_args *a) {
+/* The first strategy with the parameters calib_windows and calib_len (cce) sets the calibration
+ * size the command line leaves open: calib_windows windows of calib_len tokens. */
+static void strategy_calib_shape(compress_args *a, cce_strategy_instance *const *steps) {
+    for (size_t i = 0; i < a->n_specs; i++) {
+        const cce_params *p = cce_strategy_instance_params(steps[i]);
+        int64_t windows, len;
+        if (cce_params_get_int(p, "calib_windows", &windows) ||
+            cce_params_get_int(p, "calib_len", &len)) {
+            cce_error_clear();
+            continue;
+        }
+        if (!a->window_given) a->calib_window = (long)len;
+        if (!a->tokens_given) a->calib_tokens = (long)windows * a->calib_window;
+        return;
+    }
+}
+
+static int run(compress_args *a) {
     cce_strategy_instance *steps[MAX_STEPS] = {0};
     cce_model *m = NULL, *variant = NULL;
     cce_compress_result result = {0};
@@ -345,6 +366,7 @@ static int run(const compress_args *a) {
                                st->name);
         }
     }
+    if (!s) strategy_calib_shape(a, steps);
     if (!s) s = read_rules(a, &rules);
     if (!s) s = cce_model_open(a->model, &m);
     if (!s && a->calib) s = load_calibration(a, m, &calib);

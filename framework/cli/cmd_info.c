@@ -1,6 +1,7 @@
 /* cce info: a model file's config, tensors and parameters per layer. Opens the model lazily and
  * reads shapes only, so it is instant on models of any size. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -12,10 +13,10 @@ static const char *const CMD = "info";
 static void usage(FILE *f) {
     fprintf(f, "usage: cce info MODEL.h5\n"
                "\n"
-               "Prints the model's config, its tokenizer, every tensor with its shape, parameter\n"
-               "count, float32 bytes and stored encoding, the parameters of each layer, and "
-               "totals. Reads shapes\n"
-               "only: no weights are loaded.\n"
+               "Prints the model's config, its tokenizer, every tensor with its shape, its\n"
+               "parameters and bytes as stored (a low-rank encoding counts its two factors) and\n"
+               "its encoding, the biases (if any), the parameters of each layer (biases\n"
+               "included), and totals. Reads shapes only: no weights are loaded.\n"
                "\n"
                "options:\n"
                "  -h, --help              show this text\n");
@@ -29,6 +30,24 @@ static void print_shape(int ndim, const int64_t *shape) {
             (size_t)snprintf(buf + n, sizeof buf - n, "%s%lld", k ? ", " : "", (long long)shape[k]);
     if (n < sizeof buf) snprintf(buf + n, sizeof buf - n, "]");
     printf("%-16s", buf);
+}
+
+/* The length of a bias: its weight's rows under the layer's widths (no data read). */
+static int64_t bias_rows(const cce_model *m, int layer, cce_layer_bias which) {
+    const cce_config *c = cce_model_config(m);
+    const cce_layer_shape *ls = cce_model_layer(m, layer);
+    switch (which) {
+    case CCE_LB_Q:
+        return (int64_t)ls->n_heads * c->head_dim;
+    case CCE_LB_K:
+    case CCE_LB_V:
+        return (int64_t)ls->n_kv_heads * c->head_dim;
+    case CCE_LB_GATE:
+    case CCE_LB_UP:
+        return ls->hidden_dim;
+    default:
+        return c->dim;
+    }
 }
 
 static double mib(int64_t params) {
@@ -78,6 +97,13 @@ int cmd_info(int argc, char **argv) {
     printf("\ntensors: %zu\n", n);
     printf("  %-44s %-16s %12s %14s  %s\n", "name", "shape", "params", "bytes", "encoding");
     int64_t embed = 0, head = 0, norm = 0;
+    /* [n_layers] parameters that low-rank encodings save in each layer (dense size - factors) */
+    int64_t *lowrank_saved = calloc((size_t)c->n_layers + 1, sizeof *lowrank_saved);
+    int64_t lowrank_saved_all = 0;
+    if (!lowrank_saved) {
+        cce_model_free(m);
+        return cli_fail(CMD, cce_fail(CCE_ERR_NOMEM, "info: %s: %d layers", path, c->n_layers));
+    }
     for (size_t i = 0; i < n; i++) {
         int ndim;
         int64_t shape[4], numel = 1;
@@ -88,13 +114,42 @@ int cmd_info(int argc, char **argv) {
         print_shape(ndim, shape);
         char enc[96];
         if ((s = cce_model_tensor_encoding_text(m, i, enc, sizeof enc))) {
+            free(lowrank_saved);
             cce_model_free(m);
             return cli_fail(CMD, s);
         }
-        printf(" %12lld %14lld  %s\n", (long long)numel, (long long)numel * 4, enc);
+        /* stored parameters: a low-rank pair counts its factors a [rows, r] and b [r, cols] */
+        long long rank = 0;
+        int64_t stored = numel;
+        if (ndim == 2 && sscanf(enc, "lowrank rank %lld", &rank) == 1 && rank > 0) {
+            stored = (int64_t)rank * (shape[0] + shape[1]);
+            int layer = -1;
+            if (sscanf(name, "layers.%d.", &layer) == 1 && layer >= 0 && layer < c->n_layers)
+                lowrank_saved[layer] += numel - stored;
+            lowrank_saved_all += numel - stored;
+        }
+        printf(" %12lld %14lld  %s\n", (long long)stored, (long long)stored * 4, enc);
         if (!strcmp(name, "embed_tokens.weight")) embed = numel;
         if (!strcmp(name, "lm_head.weight")) head = numel;
         if (!strcmp(name, "norm.weight")) norm = numel;
+    }
+
+    int64_t biases = 0;
+    size_t n_bias = cce_model_bias_count(m);
+    if (n_bias > 0) {
+        printf("\nbiases: %zu\n", n_bias);
+        printf("  %-44s %-16s %12s %14s\n", "name", "shape", "params", "bytes");
+        for (int l = 0; l < c->n_layers; l++)
+            for (int b = 0; b < CCE_LB_COUNT; b++) {
+                if (!cce_model_has_layer_bias(m, l, (cce_layer_bias)b)) continue;
+                char name[96];
+                cce_layer_bias_name(l, (cce_layer_bias)b, name, sizeof name);
+                int64_t shape[1] = {bias_rows(m, l, (cce_layer_bias)b)};
+                printf("  %-44s ", name);
+                print_shape(1, shape);
+                printf(" %12lld %14lld\n", (long long)shape[0], (long long)shape[0] * 4);
+                biases += shape[0];
+            }
     }
 
     printf("\nlayers:\n");
@@ -103,17 +158,19 @@ int cmd_info(int argc, char **argv) {
     int64_t blocks = 0;
     for (int l = 0; l < c->n_layers; l++) {
         const cce_layer_shape *ls = cce_model_layer(m, l);
-        int64_t p = cce_model_layer_params(m, l);
+        int64_t p = cce_model_layer_params(m, l) - lowrank_saved[l];
         blocks += p;
         printf("  %5d %10d %7d %8d %7d %12lld\n", l, (int)ls->hidden_dim, (int)ls->n_heads,
                (int)ls->n_kv_heads, (int)ls->removed, (long long)p);
     }
-    int64_t total = cce_model_total_params(m);
+    int64_t total = cce_model_total_params(m) - lowrank_saved_all;
+    free(lowrank_saved);
     printf("\ntotals:\n");
     printf("  embedding:   %12lld\n", (long long)embed);
     printf("  blocks:      %12lld\n", (long long)blocks);
     printf("  final norm:  %12lld\n", (long long)norm);
     printf("  lm_head:     %12lld%s\n", (long long)head, c->tied_embeddings ? " (tied)" : "");
+    if (n_bias > 0) printf("  biases:      %12lld (in blocks)\n", (long long)biases);
     printf("  total:       %12lld parameters, %.2f MiB as float32\n", (long long)total, mib(total));
     cce_model_free(m);
     return 0;

@@ -3,7 +3,11 @@
  * one member of a collinear set (one-shot scores would drop all three); folding leaves the layer
  * output unchanged on the calibration data and never does worse than dropping; the
  * eigen-redundancy of a rank-k covariance is 1 - k/n; the budget meets the global target within
- * one unit, is uniform for one layer or equal scores, and refuses unreachable targets. */
+ * one unit, is uniform for one layer or equal scores, and refuses unreachable targets. Heads: the
+ * head Gram from G_o and o_proj equals E[z_h . z_k] token by token, a head that is an exact linear
+ * combination of others goes first and the o_proj refit keeps the attention output on the
+ * calibration data; the interleaved stage-3 removal orders by score per parameter, charges a kv
+ * head to the last query head reading it and never exceeds its share. */
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 #include <math.h>
@@ -217,12 +221,127 @@ static void test_budget(void **state) {
     assert_int_equal(cce_budget_solve(bl, L, 0.3, 0.5, 0.1, 0, out, &ach), CCE_ERR_ARG);
 }
 
+/* Heads: 4 heads of width 3 over d = 5; head 2's outputs are head 0's plus head 1's and the three
+ * share one o_proj block, so z_2 = z_0 + z_1 exactly. */
+static void test_heads(void **state) {
+    (void)state;
+    enum { NH = 4, E = 3, M = NH * E, D = 5 };
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, 13);
+    double *O = malloc((size_t)T * M * sizeof *O); /* [T, M] head outputs */
+    assert_non_null(O);
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < M; i++) O[t * M + i] = gsl_ran_gaussian(r, 1.0);
+        for (int i = 0; i < E; i++) O[t * M + 2 * E + i] = O[t * M + i] + O[t * M + E + i];
+    }
+    float W[D * M], Wn[D * M];
+    for (int a = 0; a < D; a++)
+        for (int i = 0; i < M; i++) {
+            int h = i / E, c = i % E;
+            W[a * M + i] = h <= 2 ? (float)(0.3 * (a + 1) - 0.7 * c + 0.1 * a * c)
+                                  : (float)gsl_ran_gaussian(r, 1.0);
+        }
+    double Go[M * M], K[NH * NH];
+    gram(O, M, Go);
+    assert_cce_ok(cce_head_gram(W, D, NH, E, Go, K, "test"));
+    /* K against E[z_h . z_k] computed token by token */
+    for (int h = 0; h < NH; h++)
+        for (int k = 0; k < NH; k++) {
+            double s = 0;
+            for (int t = 0; t < T; t++)
+                for (int a = 0; a < D; a++) {
+                    double zh = 0, zk = 0;
+                    for (int c = 0; c < E; c++) {
+                        zh += W[a * M + h * E + c] * O[t * M + h * E + c];
+                        zk += W[a * M + k * E + c] * O[t * M + k * E + c];
+                    }
+                    s += zh * zk;
+                }
+            assert_true(fabs(K[h * NH + k] - s / T) < 1e-9 * (1 + fabs(s / T)));
+        }
+    double r2[NH];
+    assert_cce_ok(cce_loo_r2(K, NH, cce_delta_of(K, NH, 1e-10), r2, "test"));
+    for (int h = 0; h < 3; h++) assert_true(fabs(r2[h] - 1.0) < 1e-6);
+    assert_true(r2[3] < 0.5);
+    /* the greedy removes a member of the collinear set first */
+    cce_greedy *g;
+    assert_cce_ok(cce_head_greedy_new(K, NH, 1e-10, "test", &g));
+    double sc;
+    int first = cce_greedy_best(g, &sc);
+    assert_true(first >= 0 && first < 3);
+    assert_true(sc < 1e-6 * cce_greedy_scores(g)[3]);
+    cce_greedy_free(g);
+    /* the o_proj refit from G_o leaves the attention output unchanged on the calibration data */
+    int hkeep[NH] = {1, 1, 1, 1}, ckeep[M];
+    hkeep[first] = 0;
+    cce_expand_keep(hkeep, NH, E, ckeep);
+    assert_cce_ok(cce_fold_down(W, D, M, Go, cce_delta_of(Go, M, 1e-10), ckeep, 1, Wn, "test"));
+    assert_true(fold_error(O, M, W, D, Wn, ckeep) < 1e-6);
+    /* dropping head 3 (independent) changes it, refit or not */
+    int hk3[NH] = {1, 1, 1, 0};
+    cce_expand_keep(hk3, NH, E, ckeep);
+    assert_cce_ok(cce_fold_down(W, D, M, Go, cce_delta_of(Go, M, 1e-10), ckeep, 1, Wn, "test"));
+    assert_true(fold_error(O, M, W, D, Wn, ckeep) > 1e-2);
+    free(O);
+    gsl_rng_free(r);
+}
+
+/* The interleaved stage-3 removal: lowest score per parameter first, a group's extra parameters
+ * charged to its last unit, the share never exceeded, one unit of each kind kept. */
+static void test_stage3_select(void **state) {
+    (void)state;
+    enum { NN = 6, NH = 4 };
+    /* independent units (diagonal Gram): scores are fixed, s_j = w_j^2 G_jj */
+    double Gn[NN * NN] = {0}, Wn[NN], Gh[NH * NH] = {0};
+    const double sn[NN] = {1, 2, 3, 4, 50, 60}, sh[NH] = {10, 400, 500, 600};
+    for (int j = 0; j < NN; j++) {
+        Gn[j * NN + j] = sn[j];
+        Wn[j] = 1.0;
+    }
+    for (int h = 0; h < NH; h++) Gh[h * NH + h] = sh[h];
+    const int32_t kv[NH] = {0, 0, 1, 1};
+    for (int pass = 0; pass < 2; pass++) {
+        cce_stage3_kind k[2];
+        memset(k, 0, sizeof k);
+        int on[NN], oh[NH];
+        double scn[NN], sch[NH];
+        assert_cce_ok(cce_greedy_new(Gn, NN, 0, Wn, 1, "n", &k[0].g));
+        assert_cce_ok(cce_head_greedy_new(Gh, NH, 1e-12, "h", &k[1].g));
+        k[0] = (cce_stage3_kind){k[0].g, NN, 1, NULL, 0, 0, on, scn, 0};
+        k[1] = (cce_stage3_kind){k[1].g, NH, 4, kv, 2, 4, oh, sch, 0};
+        int64_t removed;
+        /* pass 0: share 6 -> neuron 0 (1 per parameter), neuron 1 (2), head 0 (10 / 4 = 2.5,
+         * before neuron 2's 3), then nothing fits; pass 1: share 100 -> all but one unit of each
+         * kind, head 1 then being the last of kv head 0 (costs 4 + 4) */
+        int64_t share = pass == 0 ? 6 : 100;
+        assert_cce_ok(cce_stage3_select(k, 2, share, &removed, "test"));
+        assert_true(removed <= share);
+        if (pass == 0) {
+            assert_int_equal(k[0].removed, 2);
+            assert_int_equal(k[1].removed, 1);
+            assert_int_equal(on[0], 0);
+            assert_int_equal(on[1], 1);
+            assert_int_equal(oh[0], 0);
+            assert_int_equal(removed, 6);
+            assert_true(fabs(sch[0] - 10) < 1e-6 && fabs(scn[1] - 2) < 1e-9);
+        } else {
+            assert_int_equal(k[0].removed, NN - 1);
+            assert_int_equal(k[1].removed, NH - 1);
+            assert_int_equal(removed, (NN - 1) * 1 + 4 + 8 + 4);
+        }
+        cce_greedy_free(k[0].g);
+        cce_greedy_free(k[1].g);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_r2_and_greedy),
         cmocka_unit_test(test_fold),
         cmocka_unit_test(test_eigen_redundancy),
         cmocka_unit_test(test_budget),
+        cmocka_unit_test(test_heads),
+        cmocka_unit_test(test_stage3_select),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
