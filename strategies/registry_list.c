@@ -11,11 +11,18 @@ extern const cce_strategy cce_strategy_structured; /* structured.c */
 extern const cce_strategy cce_strategy_shortgpt;   /* shortgpt.c */
 extern const cce_strategy cce_strategy_lowrank;    /* lowrank.c */
 extern const cce_strategy cce_strategy_cce;        /* cce.c */
+extern const cce_strategy cce_strategy_flap;       /* flap.c */
 
 const cce_strategy *const cce_builtin_strategies[] = {
-    &cce_strategy_magnitude, &cce_strategy_wanda,
-    &cce_strategy_rtn,       &cce_strategy_gptq,
-    &cce_strategy_sparsegpt, &cce_strategy_structured,
-    &cce_strategy_shortgpt,  &cce_strategy_lowrank,
-    &cce_strategy_cce,       NULL,
+    &cce_strategy_magnitude,
+    &cce_strategy_wanda,
+    &cce_strategy_rtn,
+    &cce_strategy_gptq,
+    &cce_strategy_sparsegpt,
+    &cce_strategy_structured,
+    &cce_strategy_shortgpt,
+    &cce_strategy_lowrank,
+    &cce_strategy_cce,
+    &cce_strategy_flap,
+    NULL,
 };
