@@ -372,6 +372,8 @@ static cce_status run_windows(cce_model *m, const cce_calib_data *d, int ctx, co
     float *logits = malloc((size_t)ctx * V * sizeof *logits); /* [ctx, vocab] */
     if (!window || !logits) s = cce_fail(CCE_ERR_NOMEM, "calibration: window of %d tokens", ctx);
     cce_forward_set_hook(f, collect_hook, k);
+    /* One layer's statistics need the blocks up to it only. */
+    if (k->only_layer >= 0) cce_forward_set_last_layer(f, k->only_layer);
     for (size_t seg = 0; !s && seg < d->n_segments; seg++) {
         const int32_t *tokens = d->tokens + seg * d->seg_len; /* [seg_len] */
         for (size_t off = 0; !s && off < d->seg_len; off += piece) {
@@ -449,9 +451,8 @@ cce_status cce_calib_collect_layer(cce_model *m, const cce_calib_data *d,
                         (*c)->n_layers, n_layers);
     cce_calib *own = NULL;
     if (!*c && (s = cce_calib_new(n_layers, &own))) return s;
-    /* The whole forward runs for one layer's statistics: the layers after it cost time but keep
-     * this simple (the forward has no early exit), and the sequential mode is cheap next to the
-     * per-layer work of the strategies that ask for it (GPTQ, SparseGPT). */
+    /* The forward stops after this layer (cce_forward_set_last_layer): the later blocks and
+     * the classifier would be wasted work. */
     s = collect(m, d, ctx, o ? o->second_moments != 0 : 0, layer, own ? own : *c);
     if (s) {
         cce_calib_free(own);

@@ -169,6 +169,7 @@ cce_status cce_forward_new(cce_model *m, int max_tokens, cce_forward **out) {
     if (!f) return cce_fail(CCE_ERR_NOMEM, "forward");
     f->model = m;
     f->cfg = *c;
+    f->last_layer = -1;
     f->max_tokens = max_tokens < c->seq_len ? max_tokens : c->seq_len;
     f->layers = calloc((size_t)c->n_layers, sizeof *f->layers);
     if (!f->layers) {
@@ -227,6 +228,10 @@ cce_status cce_forward_new(cce_model *m, int max_tokens, cce_forward **out) {
     cce_rope_tables(f->cos_tab, f->sin_tab, c->seq_len, c->head_dim, c->rope_theta);
     *out = f;
     return CCE_OK;
+}
+
+void cce_forward_set_last_layer(cce_forward *f, int last) {
+    f->last_layer = last < 0 || last >= f->cfg.n_layers ? -1 : last;
 }
 
 void cce_forward_set_hook(cce_forward *f, cce_hook_fn fn, void *user) {

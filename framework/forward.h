@@ -79,6 +79,12 @@ typedef void (*cce_hook_fn)(void *user, int layer, cce_hook_point point, const f
 /* Installs (fn != NULL) or removes (fn == NULL) the hook; user is borrowed. */
 void cce_forward_set_hook(cce_forward *f, cce_hook_fn fn, void *user);
 
+/* Makes cce_forward_window stop after block `last` (its hooks included): the later blocks and
+ * the classifier are skipped, logits are not written, and the KV cache holds no valid sequence
+ * afterwards. For statistics that need one layer's inputs only (sequential calibration), where the
+ * rest of the model would be wasted work. -1 (the default) runs the whole model. */
+void cce_forward_set_last_layer(cce_forward *f, int last);
+
 /* The model the forward runs (borrowed) and its window capacity. */
 cce_model *cce_forward_model(const cce_forward *f);
 int cce_forward_max_tokens(const cce_forward *f);

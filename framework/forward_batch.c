@@ -71,6 +71,10 @@ cce_status cce_forward_window(cce_forward *f, const int32_t *tokens, int T, floa
         memcpy(f->h + (size_t)t * dim, f->embed + (size_t)tokens[t] * dim, sizeof(float) * dim);
     /* Until this window is complete the cache holds no valid sequence. */
     f->next_pos = 0;
+    if (f->last_layer >= 0) {
+        for (int l = 0; l <= f->last_layer; l++) block_window(f, l, T);
+        return CCE_OK; /* the cache stays invalid: the later layers never ran */
+    }
     for (int l = 0; l < c->n_layers; l++) block_window(f, l, T);
     cce_rmsnorm(f->x, f->h, f->final_norm, T, dim, c->norm_eps);
     cce_forward_linear(f, &f->cls_lr, f->cls, NULL, logits, f->x, T, dim, c->vocab_size,

@@ -93,6 +93,7 @@ struct cce_forward {
     int next_pos; /* the position cce_forward_token accepts next (besides 0) */
     cce_hook_fn hook;
     void *hook_user;
+    int last_layer; /* windows stop after this block (no classifier); -1: run the whole model */
 };
 
 /* Causal grouped-query attention of a window of T tokens: transposes the window's keys

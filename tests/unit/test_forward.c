@@ -473,6 +473,24 @@ static void test_hooks(void **state) {
     cce_tensor *emb;
     assert_cce_ok(cce_model_global_tensor(m, CCE_GT_EMBED, &emb));
     assert_float_equal(log.first[0], emb->data[(size_t)tok[0] * c.dim], 0.0);
+    /* Stopping after layer 1: the same twelve calls with the same values, nothing after, and
+     * the logits left as they were; -1 runs the whole model again. */
+    hook_log full = log;
+    log = (hook_log){0};
+    cce_forward_set_last_layer(f, 1);
+    for (size_t i = 0; i < (size_t)T * c.vocab_size; i++) logits[i] = 7.0f;
+    assert_cce_ok(cce_forward_window(f, tok, T, logits));
+    assert_int_equal(log.n, 12);
+    for (int i = 0; i < 12; i++) {
+        assert_int_equal(log.layer[i], full.layer[i]);
+        assert_int_equal(log.point[i], full.point[i]);
+        assert_float_equal(log.first[i], full.first[i], 0.0);
+    }
+    for (size_t i = 0; i < (size_t)T * c.vocab_size; i++) assert_float_equal(logits[i], 7.0f, 0.0);
+    cce_forward_set_last_layer(f, -1);
+    log = (hook_log){0};
+    assert_cce_ok(cce_forward_window(f, tok, T, logits));
+    assert_int_equal(log.n, 14);
     /* Removing the hook stops the calls; decoding never calls hooks. */
     cce_forward_set_hook(f, NULL, NULL);
     log.n = 0;
