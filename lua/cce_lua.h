@@ -105,6 +105,8 @@ void cce_lua_open_strategy(lua_State *L);   /* lua_strategy.c */
 void cce_lua_open_tensor_ops(lua_State *L); /* lua_tensor_ops.c */
 void cce_lua_open_stats(lua_State *L);      /* lua_stats.c */
 void cce_lua_open_task(lua_State *L);       /* lua_task.c */
+void cce_lua_open_table(lua_State *L);      /* lua_table.c */
+void cce_lua_open_bench(lua_State *L);      /* lua_bench.c */
 
 /* The C table (results_table.h) of the open cce.table at idx (lua_stats.c), for recording it in
  * a run (cce_run_record.tables); borrowed from the object. Raises otherwise. */

@@ -391,6 +391,12 @@ static int open_cce(lua_State *L) {
 #ifdef CCE_LUA_HAVE_TASK
     cce_lua_open_task(L);
 #endif
+#ifdef CCE_LUA_HAVE_TABLE
+    cce_lua_open_table(L);
+#endif
+#ifdef CCE_LUA_HAVE_BENCH
+    cce_lua_open_bench(L);
+#endif
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, cce_index);
     lua_setfield(L, -2, "__index");

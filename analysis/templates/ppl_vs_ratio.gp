@@ -8,14 +8,18 @@
 # Variables set by cce: nblocks, blocks (the strategies in block order), logy (1 when the values
 # span more than a decade), nsame (compressed runs whose paired-bootstrap ΔNLL against the dense
 # run is not significant, column 11 = 0: listed again in a last block, index nblocks, with
-# columns label, byte_ratio, ppl, kl, run, and drawn with a ring).
+# columns label, byte_ratio, ppl, kl, run, and drawn with a ring). Optional: xaxis, the meaning
+# of column 2 when a script draws its own data: "bytes" (the default above), "params" (the
+# fraction of block weight parameters removed) or any other word, which becomes the label.
 load "style.gp"
 if (!exists("nblocks")) { stats datafile using 2 nooutput; nblocks = STATS_blocks }
 if (!exists("blocks")) blocks = ""
 if (!exists("logy")) logy = 1
 if (!exists("nsame")) nsame = 0
+if (!exists("xaxis")) xaxis = "bytes"
 
-set xlabel "compression: 1 - encoded bytes / float32 bytes (block weights)"
+set xlabel (xaxis eq "bytes" ? "compression: 1 - encoded bytes / float32 bytes (block weights)" : \
+            xaxis eq "params" ? "fraction of block weight parameters removed (achieved)" : xaxis)
 if (logy) { set logscale y; set ylabel "perplexity (log scale)" } else { set ylabel "perplexity" }
 set xrange [-0.03:*]
 set key outside below center horizontal samplen 2

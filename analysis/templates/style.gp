@@ -4,10 +4,10 @@
 # Terminals: PNG (pngcairo) for screens and docs, PDF (pdfcairo, 3.5 in wide: one column of a
 # two-column paper), cairolatex (tex) on request. `formats` lists the ones to write.
 
-style_names  = "dense magnitude wanda sparsegpt lowrank structured shortgpt rtn gptq"
-#               unknown   dense     magnitude wanda     sparsegpt lowrank   structured shortgpt rtn       gptq
-style_colors = "#7f7f7f #000000 #0072b2 #e69f00 #009e73 #cc79a7 #56b4e9 #8c564b #d55e00 #6a3d9a"
-style_points = "3 7 5 9 11 13 15 4 6 8"
+style_names  = "dense magnitude wanda sparsegpt lowrank structured shortgpt rtn gptq cce flap cce_uniform cce_nofold cce_nolowrank whitened_svd"
+#               unknown   dense     magnitude wanda     sparsegpt lowrank   structured shortgpt rtn       gptq      cce       flap      cce_uniform cce_nofold cce_nolowrank whitened_svd
+style_colors = "#7f7f7f #000000 #0072b2 #e69f00 #009e73 #cc79a7 #56b4e9 #8c564b #d55e00 #6a3d9a #a50026 #b8860b #f46d43 #fdae61 #c51b7d #1b7837"
+style_points = "3 7 5 9 11 13 15 4 6 8 10 12 1 2 14 12"
 
 style_find(n, i) = i > words(style_names) ? 0 : (word(style_names, i) eq n ? i : style_find(n, i + 1))
 style_key(n) = strstrt(n, "+") > 0 ? n[1:strstrt(n, "+") - 1] : n
