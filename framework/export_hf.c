@@ -16,6 +16,7 @@
 #include "import.h"
 #include "safetensors.h"
 #include "tokenizer_hf.h"
+#include "tokenizer_hf_internal.h"
 
 static char *join(const char *dir, const char *name) {
     size_t n = strlen(dir) + strlen(name) + 2;
@@ -24,27 +25,12 @@ static char *join(const char *dir, const char *name) {
     return p;
 }
 
-/* Dumps json to dir/name through a temporary file. */
+/* Dumps json (2-space indent) to dir/name through a temporary file. */
 static cce_status write_json(const char *dir, const char *name, json_t *j) {
-    char *path = join(dir, name), *tmp = path ? malloc(strlen(path) + 32) : NULL;
-    if (!tmp) {
-        free(path);
-        return cce_fail(CCE_ERR_NOMEM, "%s: path", dir);
-    }
-    sprintf(tmp, "%s.tmp.%ld", path, (long)getpid());
-    cce_status s = CCE_OK;
-    FILE *f = fopen(tmp, "w");
-    int ok = f && json_dumpf(j, f, JSON_INDENT(2) | JSON_REAL_PRECISION(9)) == 0 &&
-             fputc('\n', f) != EOF && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int err = errno;
-    if (f && fclose(f) != 0 && ok) ok = 0, err = errno;
-    if (!ok || rename(tmp, path) != 0) {
-        if (ok) err = errno;
-        s = cce_fail(CCE_ERR_IO, "%s: cannot write: %s", path, strerror(err));
-        remove(tmp);
-    }
-    free(tmp);
-    free(path);
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+    if (!text) return cce_fail(CCE_ERR_NOMEM, "%s/%s: JSON text", dir, name);
+    cce_status s = hf_write_text(dir, name, text);
+    free(text);
     return s;
 }
 
@@ -93,22 +79,6 @@ static int standard_layer(const cce_config *c, const cce_layer_shape *ls) {
     for (int h = 0; h < c->n_heads; h++)
         if (ls->kv_of_head[h] != h / group) return 0;
     return 1;
-}
-
-/* Rows of a bias of layer shape ls (the rows of its weight). */
-static int64_t bias_rows(const cce_config *c, const cce_layer_shape *ls, cce_layer_bias b) {
-    switch (b) {
-    case CCE_LB_Q:
-        return (int64_t)ls->n_heads * c->head_dim;
-    case CCE_LB_K:
-    case CCE_LB_V:
-        return (int64_t)ls->n_kv_heads * c->head_dim;
-    case CCE_LB_GATE:
-    case CCE_LB_UP:
-        return ls->hidden_dim;
-    default:
-        return c->dim;
-    }
 }
 
 /* The shape of block tensor w under layer shape ls. */
@@ -193,8 +163,8 @@ static cce_status make_plan(const cce_model *m, const char *dir, plan *p) {
         p->n_kept++;
         p->non_uniform |= !standard_layer(c, ls);
         for (int b = 0; b < CCE_LB_COUNT; b++)
-            if (bias_rows(c, ls, (cce_layer_bias)b) > longest)
-                longest = bias_rows(c, ls, (cce_layer_bias)b);
+            if (cce_layer_bias_rows(c, ls, (cce_layer_bias)b) > longest)
+                longest = cce_layer_bias_rows(c, ls, (cce_layer_bias)b);
     }
     if (p->n_kept == 0)
         return cce_fail(CCE_ERR_ARG, "%s: every layer of the model is removed; nothing to export",
@@ -221,7 +191,7 @@ static cce_status make_plan(const cce_model *m, const char *dir, plan *p) {
             if (!bias_written(p, (cce_layer_bias)b)) continue;
             snprintf(hname, sizeof hname, "model.layers.%d.%s.%s.bias", k,
                      b <= CCE_LB_O ? "self_attn" : "mlp", cce_layer_bias_proj((cce_layer_bias)b));
-            add(p, SRC_BIAS, l, b, hname, 1, bias_rows(c, ls, (cce_layer_bias)b), 1);
+            add(p, SRC_BIAS, l, b, hname, 1, cce_layer_bias_rows(c, ls, (cce_layer_bias)b), 1);
         }
         k++;
     }

@@ -235,6 +235,9 @@ const char *cce_layer_bias_proj(cce_layer_bias which);
 cce_layer_tensor cce_layer_bias_weight(cce_layer_bias which);
 /* The bias of a weight (CCE_LT_Q -> CCE_LB_Q, ...); CCE_LB_COUNT for the norms. */
 cce_layer_bias cce_layer_bias_of_weight(cce_layer_tensor which);
+/* The length of bias `which` of a layer of shape ls: its weight's rows (q: n_heads x head_dim,
+ * k/v: n_kv_heads x head_dim, gate/up: hidden_dim, o/down: dim). No allocation. */
+int64_t cce_layer_bias_rows(const cce_config *c, const cce_layer_shape *ls, cce_layer_bias which);
 /* The name of a bias ("layers.3.self_attn.q_proj.bias") into buf. */
 void cce_layer_bias_name(int layer, cce_layer_bias which, char *buf, size_t bufsize);
 

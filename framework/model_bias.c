@@ -77,25 +77,23 @@ model_slot *model_bias_slot_of_name(const cce_model *m, const char *name) {
     return NULL;
 }
 
-/* The length bias `which` of a layer must have: its weight's rows under the current widths. */
-static int64_t bias_rows(const cce_model *m, int layer, cce_layer_bias which) {
-    const cce_layer_shape *l = &m->layers[layer];
-    int64_t hd = m->cfg.head_dim;
+int64_t cce_layer_bias_rows(const cce_config *c, const cce_layer_shape *ls, cce_layer_bias which) {
+    int64_t hd = c->head_dim;
     switch (which) {
     case CCE_LB_Q:
-        return (int64_t)l->n_heads * hd;
+        return (int64_t)ls->n_heads * hd;
     case CCE_LB_K:
     case CCE_LB_V:
-        return (int64_t)l->n_kv_heads * hd;
+        return (int64_t)ls->n_kv_heads * hd;
     case CCE_LB_GATE:
     case CCE_LB_UP:
-        return l->hidden_dim;
+        return ls->hidden_dim;
     case CCE_LB_O:
     case CCE_LB_DOWN:
     case CCE_LB_COUNT:
         break;
     }
-    return m->cfg.dim;
+    return c->dim;
 }
 
 void model_bias_refresh(cce_model *m) {
@@ -104,7 +102,7 @@ void model_bias_refresh(cce_model *m) {
             model_slot *sl = model_bias_slot(m, l, (cce_layer_bias)b);
             cce_layer_bias_name(l, (cce_layer_bias)b, sl->name, sizeof sl->name);
             sl->ndim = 1;
-            sl->shape[0] = bias_rows(m, l, (cce_layer_bias)b);
+            sl->shape[0] = cce_layer_bias_rows(&m->cfg, &m->layers[l], (cce_layer_bias)b);
             for (int k = 1; k < CCE_TENSOR_MAX_DIMS; k++) sl->shape[k] = 1;
         }
 }

@@ -110,8 +110,33 @@ static void find_best(const grid *g, double *best) {
     }
 }
 
-static void latex_escape(FILE *f, const char *s) {
-    for (; *s; s++) {
+/* The symbols LaTeX gets in math mode (script text only). */
+static const char *const LATEX_SYMBOLS[][2] = {
+    {"±", "$\\pm$"},    {"†", "$^\\dagger$"}, {"Δ", "$\\Delta$"}, {"ρ", "$\\rho$"},
+    {"α", "$\\alpha$"}, {"ε", "$\\epsilon$"}, {"×", "$\\times$"}, {"≤", "$\\le$"},
+    {"≥", "$\\ge$"},    {"−", "$-$"},         {"σ", "$\\sigma$"}, {"μ", "$\\mu$"},
+};
+
+void cce_table_put_latex(FILE *f, const char *s, int script) {
+    while (*s) {
+        if (script) {
+            int done = 0;
+            for (size_t i = 0; i < sizeof LATEX_SYMBOLS / sizeof LATEX_SYMBOLS[0]; i++) {
+                size_t n = strlen(LATEX_SYMBOLS[i][0]);
+                if (!strncmp(s, LATEX_SYMBOLS[i][0], n)) {
+                    fputs(LATEX_SYMBOLS[i][1], f);
+                    s += n;
+                    done = 1;
+                    break;
+                }
+            }
+            if (done) continue;
+            if (*s == '\n' || *s == '\t') {
+                fputc(' ', f);
+                s++;
+                continue;
+            }
+        }
         switch (*s) {
         case '_':
         case '%':
@@ -134,11 +159,16 @@ static void latex_escape(FILE *f, const char *s) {
         default:
             fputc(*s, f);
         }
+        s++;
     }
 }
 
-static void md_escape(FILE *f, const char *s) {
+void cce_table_put_markdown(FILE *f, const char *s, int script) {
     for (; *s; s++) {
+        if (script && (*s == '\n' || *s == '\t')) {
+            fputc(' ', f);
+            continue;
+        }
         if (*s == '|' || *s == '*' || *s == '_' || *s == '\\') fputc('\\', f);
         fputc(*s, f);
     }
@@ -190,7 +220,7 @@ static void emit(const grid *g, const char *path, const char *kind, cce_table_fo
     int latex = fmt == CCE_TABLE_LATEX;
     if (latex) {
         fprintf(out, "%% cce table --kind %s from ", kind);
-        latex_escape(out, path);
+        cce_table_put_latex(out, path, 0);
         fputs("\n% needs \\usepackage{booktabs}; bold: the best value of the column among the "
               "compressed runs\n\\begin{tabular}{",
               out);
@@ -198,14 +228,14 @@ static void emit(const grid *g, const char *path, const char *kind, cce_table_fo
         fputs("}\n\\toprule\n", out);
         for (size_t c = 0; c < g->ncols; c++) {
             if (c) fputs(" & ", out);
-            latex_escape(out, g->cols[c].head);
+            cce_table_put_latex(out, g->cols[c].head, 0);
         }
         fputs(" \\\\\n\\midrule\n", out);
     } else {
         fputs("|", out);
         for (size_t c = 0; c < g->ncols; c++) {
             fputc(' ', out);
-            md_escape(out, g->cols[c].head);
+            cce_table_put_markdown(out, g->cols[c].head, 0);
             fputs(" |", out);
         }
         fputs("\n|", out);
@@ -221,9 +251,9 @@ static void emit(const grid *g, const char *path, const char *kind, cce_table_fo
             if (!latex) fputc(' ', out);
             if (col->is_text) {
                 if (latex)
-                    latex_escape(out, x->text);
+                    cce_table_put_latex(out, x->text, 0);
                 else
-                    md_escape(out, x->text);
+                    cce_table_put_markdown(out, x->text, 0);
             } else {
                 char buf[48], ebuf[48];
                 fmt_num(x->v * col->scale, buf, sizeof buf);

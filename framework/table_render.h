@@ -43,4 +43,14 @@ typedef enum cce_table_format {
 cce_status cce_table_render(const char *path, cce_table_kind kind, const char *filter,
                             cce_table_format format, FILE *out);
 
+/* Writes s to f escaped for a LaTeX table cell: _ % & # $ { } get a backslash, ~ ^ \ become
+ * \textasciitilde{}, \textasciicircum{}, \textbackslash{}. With script nonzero (text handed in
+ * by a script) also ± † Δ ρ α ε × ≤ ≥ − σ μ become math-mode commands and newlines and tabs
+ * spaces. Nothing is allocated. */
+void cce_table_put_latex(FILE *f, const char *s, int script);
+
+/* Writes s to f escaped for a Markdown table cell (| * _ \ get a backslash); with script nonzero
+ * newlines and tabs become spaces. Nothing is allocated. */
+void cce_table_put_markdown(FILE *f, const char *s, int script);
+
 #endif

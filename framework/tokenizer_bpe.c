@@ -14,7 +14,7 @@
 #include "tokenizer_internal.h"
 
 #define EMPTY_KEY UINT64_MAX
-#define NONE      UINT32_MAX
+#define NONE      TOK_NONE
 
 static uint64_t mix64(uint64_t x) {
     x ^= x >> 33;
@@ -139,35 +139,19 @@ cce_status bpe_setup(cce_tokenizer *t) {
 
 /* ---- encoding ------------------------------------------------------------------------------- */
 
-typedef struct bsym {
-    int32_t id;    /* piece id, -1 once merged into its left neighbour */
-    uint32_t prev; /* previous live symbol, NONE at the head */
-    uint32_t next; /* next live symbol, NONE at the tail */
-    uint32_t ver;  /* bumped whenever id changes */
-} bsym;
-
-/* A candidate merge; stale unless left is alive, still followed by right, and right's version is
- * unchanged (left's id only changes by absorbing right). */
-typedef struct bpair {
-    uint32_t rank;
-    int32_t id;
-    uint32_t left, right, right_ver;
-} bpair;
-
 struct bpe_scratch {
     char *text; /* [text_cap] the segment with its prefix space, or a word in the alphabet */
     size_t text_cap;
-    bsym *sy; /* [sy_cap] */
+    tok_sym *sy; /* [sy_cap] */
     size_t sy_cap;
-    bpair *heap; /* [heap_cap] binary heap: rank asc, then left asc */
-    size_t heap_n, heap_cap;
+    tok_heap heap; /* keyed by merge rank */
 };
 
 void bpe_scratch_free(bpe_scratch *s) {
     if (!s) return;
     free(s->text);
     free(s->sy);
-    free(s->heap);
+    free(s->heap.items);
     free(s);
 }
 
@@ -182,45 +166,13 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
     return 1;
 }
 
-static inline int before(const bpair *a, const bpair *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static int heap_push(bpe_scratch *h, bpair p) {
-    if (!grow((void **)&h->heap, &h->heap_cap, h->heap_n + 1, sizeof *h->heap)) return 0;
-    size_t i = h->heap_n++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!before(&p, &h->heap[parent])) break;
-        h->heap[i] = h->heap[parent];
-        i = parent;
-    }
-    h->heap[i] = p;
-    return 1;
-}
-
-static bpair heap_pop(bpe_scratch *h) {
-    bpair top = h->heap[0], p = h->heap[--h->heap_n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->heap_n) break;
-        if (c + 1 < h->heap_n && before(&h->heap[c + 1], &h->heap[c])) c++;
-        if (!before(&h->heap[c], &p)) break;
-        h->heap[i] = h->heap[c];
-        i = c;
-    }
-    if (h->heap_n > 0) h->heap[i] = p;
-    return top;
-}
-
-/* Queues the merge of live symbols l, r if there is one; 0 on allocation failure. */
-static int consider(const cce_tokenizer *t, bpe_scratch *sc, uint32_t l, uint32_t r) {
-    if (l == NONE || r == NONE) return 1;
+/* Queues the merge of live symbols l, r if there is one. */
+static cce_status consider(const cce_tokenizer *t, bpe_scratch *sc, uint32_t l, uint32_t r) {
+    if (l == NONE || r == NONE) return CCE_OK;
     uint32_t rank;
     int32_t id;
-    if (!merge_find(t, sc->sy[l].id, sc->sy[r].id, &rank, &id)) return 1;
-    return heap_push(sc, (bpair){rank, id, l, r, sc->sy[r].ver});
+    if (!merge_find(t, sc->sy[l].id, sc->sy[r].id, &rank, &id)) return CCE_OK;
+    return tok_heap_push(&sc->heap, (tok_pair){rank, id, l, r, sc->sy[r].ver});
 }
 
 /* Appends the ids of one word (len >= 1 bytes of the original text) to out. */
@@ -234,7 +186,7 @@ static cce_status encode_word(const cce_tokenizer *t, const unsigned char *w, si
         if (id >= 0) return tok_ids_push(out, id);
     }
     if (!grow((void **)&sc->sy, &sc->sy_cap, len, sizeof *sc->sy)) goto nomem;
-    bsym *sy = sc->sy;
+    tok_sym *sy = sc->sy;
     uint32_t n = 0;
     int prev_unknown = 0;
     for (size_t i = 0; i < len; i++) {
@@ -246,30 +198,23 @@ static cce_status encode_word(const cce_tokenizer *t, const unsigned char *w, si
         } else {
             prev_unknown = 0;
         }
-        sy[n] = (bsym){id, n == 0 ? NONE : n - 1, NONE, 0};
+        sy[n] = (tok_sym){id, n == 0 ? NONE : n - 1, NONE, 0};
         if (n > 0) sy[n - 1].next = n;
         n++;
     }
-    sc->heap_n = 0;
-    for (uint32_t i = 0; i + 1 < n; i++)
-        if (!consider(t, sc, i, i + 1)) goto nomem;
-    while (sc->heap_n > 0) {
-        bpair p = heap_pop(sc);
-        uint32_t l = p.left, r = p.right;
-        if (sy[l].id < 0 || sy[l].next != r || sy[r].ver != p.right_ver) continue; /* stale */
-        sy[l].id = p.id;
-        sy[l].ver++;
-        sy[r].id = -1;
-        sy[l].next = sy[r].next;
-        if (sy[r].next != NONE) sy[sy[r].next].prev = l;
-        if (!consider(t, sc, sy[l].prev, l) || !consider(t, sc, l, sy[l].next)) goto nomem;
+    sc->heap.n = 0;
+    cce_status s = CCE_OK;
+    for (uint32_t i = 0; i + 1 < n && !s; i++) s = consider(t, sc, i, i + 1);
+    while (!s && sc->heap.n > 0) {
+        tok_pair p = tok_heap_pop(&sc->heap);
+        if (!tok_sym_merge(sy, &p)) continue;
+        uint32_t l = p.left;
+        s = consider(t, sc, sy[l].prev, l);
+        if (!s) s = consider(t, sc, l, sy[l].next);
     }
-    for (uint32_t i = 0; i < n; i++) {
-        if (sy[i].id < 0) continue;
-        cce_status s = tok_ids_push(out, sy[i].id);
-        if (s) return s;
-    }
-    return CCE_OK;
+    for (uint32_t i = 0; i < n && !s; i++)
+        if (sy[i].id >= 0) s = tok_ids_push(out, sy[i].id);
+    return s;
 nomem:
     return cce_fail(CCE_ERR_NOMEM, "tokenizer: a word of %zu bytes", len);
 }

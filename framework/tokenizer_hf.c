@@ -426,6 +426,49 @@ static cce_status merge_parts(const char *what, json_t *m, size_t rank, const ch
                     rank);
 }
 
+/* One merge of the JSON: its parts (pointers into the JSON), their vocab ids and the id of their
+ * concatenation. */
+typedef struct hf_merge {
+    const char *l, *r;
+    size_t ll, rl;
+    int32_t lid, rid, out;
+} hf_merge;
+
+/* Resolves merge k of merges into *mg. *buf (capacity *cap) is the caller's scratch buffer, grown
+ * here with realloc; the caller frees it. CCE_ERR_FORMAT when a part or the concatenation is not
+ * in vocab. */
+static cce_status resolve_merge(const char *what, json_t *vocab, json_t *merges, size_t k,
+                                char **buf, size_t *cap, hf_merge *mg) {
+    mg->l = mg->r = "";
+    mg->ll = mg->rl = 0;
+    cce_status s =
+        merge_parts(what, json_array_get(merges, k), k, &mg->l, &mg->ll, &mg->r, &mg->rl);
+    if (s) return s;
+    const char *l = mg->l, *r = mg->r;
+    size_t ll = mg->ll, rl = mg->rl;
+    mg->lid = hf_lookup(vocab, l, ll);
+    mg->rid = hf_lookup(vocab, r, rl);
+    if (mg->lid < 0 || mg->rid < 0)
+        return cce_fail(CCE_ERR_FORMAT, "%s: merge %zu ('%.*s' '%.*s') names unknown token '%.*s'",
+                        what, k, (int)ll, l, (int)rl, r, (int)(mg->lid < 0 ? ll : rl),
+                        mg->lid < 0 ? l : r);
+    if (ll + rl + 1 > *cap) {
+        size_t ncap = 2 * (ll + rl + 1);
+        char *nb = realloc(*buf, ncap);
+        if (!nb) return cce_fail(CCE_ERR_NOMEM, "%s: merge %zu", what, k);
+        *buf = nb;
+        *cap = ncap;
+    }
+    memcpy(*buf, l, ll);
+    memcpy(*buf + ll, r, rl);
+    mg->out = hf_lookup(vocab, *buf, ll + rl);
+    if (mg->out < 0)
+        return cce_fail(CCE_ERR_FORMAT,
+                        "%s: merge %zu ('%.*s' '%.*s') makes '%.*s', which is not in the vocab",
+                        what, k, (int)ll, l, (int)rl, r, (int)(ll + rl), *buf);
+    return CCE_OK;
+}
+
 static cce_status read_merges(const char *what, json_t *model, int split, hf_vocab *v) {
     json_t *vocab = json_object_get(model, "vocab"), *merges = json_object_get(model, "merges");
     size_t n = json_array_size(merges);
@@ -438,34 +481,11 @@ static cce_status read_merges(const char *what, json_t *model, int split, hf_voc
     int32_t last_out = -1;
     cce_status s = CCE_OK;
     for (size_t k = 0; k < n && !s; k++) {
-        const char *l = "", *r = "";
-        size_t ll = 0, rl = 0;
-        if ((s = merge_parts(what, json_array_get(merges, k), k, &l, &ll, &r, &rl))) break;
-        int32_t lid = hf_lookup(vocab, l, ll), rid = hf_lookup(vocab, r, rl);
-        if (lid < 0 || rid < 0) {
-            s = cce_fail(CCE_ERR_FORMAT, "%s: merge %zu ('%.*s' '%.*s') names unknown token '%.*s'",
-                         what, k, (int)ll, l, (int)rl, r, (int)(lid < 0 ? ll : rl),
-                         lid < 0 ? l : r);
-            break;
-        }
-        if (ll + rl + 1 > cap) {
-            cap = 2 * (ll + rl + 1);
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                s = cce_fail(CCE_ERR_NOMEM, "%s: merge %zu", what, k);
-                break;
-            }
-            buf = nb;
-        }
-        memcpy(buf, l, ll);
-        memcpy(buf + ll, r, rl);
-        int32_t out = hf_lookup(vocab, buf, ll + rl);
-        if (out < 0) {
-            s = cce_fail(CCE_ERR_FORMAT,
-                         "%s: merge %zu ('%.*s' '%.*s') makes '%.*s', which is not in the vocab",
-                         what, k, (int)ll, l, (int)rl, r, (int)(ll + rl), buf);
-            break;
-        }
+        hf_merge mg;
+        if ((s = resolve_merge(what, vocab, merges, k, &buf, &cap, &mg))) break;
+        const char *l = mg.l, *r = mg.r;
+        size_t ll = mg.ll, rl = mg.rl;
+        int32_t lid = mg.lid, rid = mg.rid, out = mg.out;
         if (split && rl >= SP_LEN && !memcmp(r, SP, SP_LEN)) {
             s = cce_fail(CCE_ERR_FORMAT,
                          "%s: merge %zu ('%.*s' '%.*s') joins across a Metaspace word split: not "
@@ -649,35 +669,10 @@ static cce_status read_bl_merges(const char *what, json_t *model, int32_t **out,
     if (!m) return cce_fail(CCE_ERR_NOMEM, "%s: %zu merges", what, n);
     cce_status s = CCE_OK;
     for (size_t k = 0; k < n && !s; k++) {
-        const char *l = "", *r = "";
-        size_t ll = 0, rl = 0;
-        if ((s = merge_parts(what, json_array_get(merges, k), k, &l, &ll, &r, &rl))) break;
-        int32_t lid = hf_lookup(vocab, l, ll), rid = hf_lookup(vocab, r, rl);
-        if (lid < 0 || rid < 0) {
-            s = cce_fail(CCE_ERR_FORMAT, "%s: merge %zu ('%.*s' '%.*s') names unknown token '%.*s'",
-                         what, k, (int)ll, l, (int)rl, r, (int)(lid < 0 ? ll : rl),
-                         lid < 0 ? l : r);
-            break;
-        }
-        if (ll + rl + 1 > cap) {
-            cap = 2 * (ll + rl + 1);
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                s = cce_fail(CCE_ERR_NOMEM, "%s: merge %zu", what, k);
-                break;
-            }
-            buf = nb;
-        }
-        memcpy(buf, l, ll);
-        memcpy(buf + ll, r, rl);
-        if (hf_lookup(vocab, buf, ll + rl) < 0) {
-            s = cce_fail(CCE_ERR_FORMAT,
-                         "%s: merge %zu ('%.*s' '%.*s') makes '%.*s', which is not in the vocab",
-                         what, k, (int)ll, l, (int)rl, r, (int)(ll + rl), buf);
-            break;
-        }
-        m[2 * k] = lid;
-        m[2 * k + 1] = rid;
+        hf_merge mg;
+        if ((s = resolve_merge(what, vocab, merges, k, &buf, &cap, &mg))) break;
+        m[2 * k] = mg.lid;
+        m[2 * k + 1] = mg.rid;
     }
     free(buf);
     if (s) {

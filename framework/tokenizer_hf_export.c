@@ -263,8 +263,7 @@ cce_status cce_tokenizer_hf_json(const cce_tokenizer *tok, char **json) {
     return *json ? CCE_OK : cce_fail(CCE_ERR_NOMEM, "tokenizer.json text");
 }
 
-/* Writes text to dir/name through a temporary file. */
-static cce_status write_text(const char *dir, const char *name, const char *text) {
+cce_status hf_write_text(const char *dir, const char *name, const char *text) {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *path = malloc(n), *tmp = malloc(n + 32);
     if (!path || !tmp) {
@@ -310,8 +309,8 @@ cce_status cce_tokenizer_save_hf(const cce_tokenizer *tok, const char *dir) {
     char *json = json_dumps(root, JSON_COMPACT);
     char *cfg_text = cfg ? json_dumps(cfg, JSON_INDENT(2)) : NULL;
     if (!json || !cfg_text) s = cce_fail(CCE_ERR_NOMEM, "%s/tokenizer_config.json", dir);
-    if (!s) s = write_text(dir, "tokenizer.json", json);
-    if (!s) s = write_text(dir, "tokenizer_config.json", cfg_text);
+    if (!s) s = hf_write_text(dir, "tokenizer.json", json);
+    if (!s) s = hf_write_text(dir, "tokenizer_config.json", cfg_text);
     free(cfg_text);
     free(json);
     json_decref(cfg);

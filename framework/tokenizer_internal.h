@@ -1,7 +1,7 @@
 /* The tokenizer's representation, shared by tokenizer_sp.c (construction, SentencePiece-style
- * encoding, the encode driver), tokenizer_spec.c (spec construction, fingerprint),
- * tokenizer_bpe.c (ByteLevel ranked-merge encoding) and tokenizer_pretok.c (the byte-level
- * alphabet and pre-tokenizer patterns). Not a public API. */
+ * encoding, the merge heap both encoders use, the encode driver), tokenizer_spec.c (spec
+ * construction, fingerprint), tokenizer_bpe.c (ByteLevel ranked-merge encoding) and
+ * tokenizer_pretok.c (the byte-level alphabet and pre-tokenizer patterns). Not a public API. */
 #ifndef CCE_TOKENIZER_INTERNAL_H
 #define CCE_TOKENIZER_INTERNAL_H
 
@@ -79,6 +79,48 @@ typedef struct tok_ids {
     size_t n, cap;
 } tok_ids;
 cce_status tok_ids_push(tok_ids *v, int32_t id);
+
+/* ---- Merging (tokenizer_sp.c), used by both encoders ------------------------------------ */
+
+#define TOK_NONE UINT32_MAX
+
+/* A symbol of the text being encoded; symbols form a doubly linked list in text order. */
+typedef struct tok_sym {
+    int32_t id;    /* piece id, -1 once merged into its left neighbour */
+    uint32_t prev; /* previous live symbol, TOK_NONE at the head */
+    uint32_t next; /* next live symbol, TOK_NONE at the tail */
+    uint32_t ver;  /* bumped whenever id changes */
+} tok_sym;
+
+/* A candidate merge of the adjacent symbols left and right into piece id; lower keys merge first
+ * (ByteLevel: the merge rank; SentencePiece: tok_score_key of the piece score), the leftmost on
+ * ties. It is stale unless left is alive, still followed by right, and right's version is
+ * unchanged: left's own id can only change by merging with right, which would unlink right. */
+typedef struct tok_pair {
+    uint32_t key;
+    int32_t id;
+    uint32_t left, right;
+    uint32_t right_ver;
+} tok_pair;
+
+/* A binary heap of candidate merges, best first. Free items with free(). */
+typedef struct tok_heap {
+    tok_pair *items; /* [cap] */
+    size_t n, cap;
+} tok_heap;
+
+/* The heap key of a SentencePiece piece score: higher scores get lower keys, equal scores (also
+ * -0 and +0) equal keys. score must not be NaN. */
+uint32_t tok_score_key(float score);
+/* Restores the heap order below item i (after filling items in any order, call it for
+ * i = n / 2 - 1 down to 0). */
+void tok_heap_sift_down(tok_heap *h, size_t i);
+/* Adds p, growing the array (CCE_ERR_NOMEM). */
+cce_status tok_heap_push(tok_heap *h, tok_pair p);
+/* Removes and returns the best pair (h->n > 0). */
+tok_pair tok_heap_pop(tok_heap *h);
+/* Merges p's right symbol into its left one unless p is stale; 1 if it merged. */
+int tok_sym_merge(tok_sym *sy, const tok_pair *p);
 
 /* ---- tokenizer_spec.c ------------------------------------------------------------------- */
 

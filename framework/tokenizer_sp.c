@@ -436,38 +436,23 @@ const char *cce_tokenizer_decode(const cce_tokenizer *t, int32_t prev, int32_t i
 
 /* ---- encoding ------------------------------------------------------------------------------- */
 
-#define NONE UINT32_MAX
+#define NONE TOK_NONE
 
-/* A symbol of the text being encoded; symbols form a doubly linked list in text order. */
-typedef struct symbol {
-    int32_t id;    /* piece id, -1 once merged into its left neighbour */
-    uint32_t prev; /* previous live symbol, NONE at the head */
-    uint32_t next; /* next live symbol, NONE at the tail */
-    uint32_t ver;  /* bumped whenever id changes */
-} symbol;
-
-/* A candidate merge of the adjacent symbols left and right into piece id. It is stale unless
- * left is alive, still followed by right, and right's version is unchanged: left's own id can
- * only change by merging with right, which would unlink right. */
-typedef struct pair {
-    float score;
-    int32_t id;
-    uint32_t left, right;
-    uint32_t right_ver;
-} pair;
-
-typedef struct heap {
-    pair *items; /* [cap] binary heap, best first: score desc, then left asc */
-    size_t n, cap;
-} heap;
-
-/* 1 if a should be merged before b: higher score, then the leftmost. */
-static inline int pair_before(const pair *a, const pair *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
+uint32_t tok_score_key(float score) {
+    if (score == 0) score = 0.0f; /* -0 and +0 compare equal */
+    uint32_t u;
+    memcpy(&u, &score, sizeof u);
+    u = u & 0x80000000u ? ~u : u | 0x80000000u; /* ascending with score */
+    return ~u;
 }
 
-static void sift_down(heap *h, size_t i) {
-    pair p = h->items[i];
+/* 1 if a should be merged before b: the lower key, then the leftmost. */
+static inline int pair_before(const tok_pair *a, const tok_pair *b) {
+    return a->key < b->key || (a->key == b->key && a->left < b->left);
+}
+
+void tok_heap_sift_down(tok_heap *h, size_t i) {
+    tok_pair p = h->items[i];
     for (;;) {
         size_t c = 2 * i + 1;
         if (c >= h->n) break;
@@ -479,10 +464,10 @@ static void sift_down(heap *h, size_t i) {
     h->items[i] = p;
 }
 
-static cce_status heap_push(heap *h, pair p) {
+cce_status tok_heap_push(tok_heap *h, tok_pair p) {
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 1024;
-        pair *items = realloc(h->items, cap * sizeof *items);
+        tok_pair *items = realloc(h->items, cap * sizeof *items);
         if (!items) return cce_fail(CCE_ERR_NOMEM, "tokenizer merge heap of %zu pairs", cap);
         h->items = items;
         h->cap = cap;
@@ -498,33 +483,45 @@ static cce_status heap_push(heap *h, pair p) {
     return CCE_OK;
 }
 
-static pair heap_pop(heap *h) {
-    pair top = h->items[0];
+tok_pair tok_heap_pop(tok_heap *h) {
+    tok_pair top = h->items[0];
     h->items[0] = h->items[--h->n];
-    if (h->n > 0) sift_down(h, 0);
+    if (h->n > 0) tok_heap_sift_down(h, 0);
     return top;
+}
+
+int tok_sym_merge(tok_sym *sy, const tok_pair *p) {
+    uint32_t l = p->left, r = p->right;
+    if (sy[l].id < 0 || sy[l].next != r || sy[r].ver != p->right_ver) return 0; /* stale */
+    sy[l].id = p->id;
+    sy[l].ver++;
+    sy[r].id = -1;
+    sy[l].next = sy[r].next;
+    if (sy[r].next != NONE) sy[sy[r].next].prev = l;
+    return 1;
 }
 
 /* The merge of symbols l and r (adjacent) if their concatenation is a piece that may merge;
  * returns 0 when there is none. */
-static int make_pair(const cce_tokenizer *t, const symbol *sy, uint32_t l, uint32_t r, pair *out) {
+static int make_pair(const cce_tokenizer *t, const tok_sym *sy, uint32_t l, uint32_t r,
+                     tok_pair *out) {
     int32_t a = sy[l].id, b = sy[r].id;
     int32_t id = tok_lookup2(t, t->pieces[a], t->piece_len[a], t->pieces[b], t->piece_len[b]);
     if (id < 0 || !(t->scores[id] > MERGE_FLOOR)) return 0;
-    *out = (pair){t->scores[id], id, l, r, sy[r].ver};
+    *out = (tok_pair){tok_score_key(t->scores[id]), id, l, r, sy[r].ver};
     return 1;
 }
 
-static cce_status consider(const cce_tokenizer *t, const symbol *sy, heap *h, uint32_t l,
+static cce_status consider(const cce_tokenizer *t, const tok_sym *sy, tok_heap *h, uint32_t l,
                            uint32_t r) {
-    pair p;
+    tok_pair p;
     if (l == NONE || r == NONE || !make_pair(t, sy, l, r, &p)) return CCE_OK;
-    return heap_push(h, p);
+    return tok_heap_push(h, p);
 }
 
 /* Appends one symbol per codepoint group of text (or per byte where the group is not a
  * piece). Groups follow llama2.c: a byte plus the continuation bytes after it, at most 4. */
-static uint32_t split_codepoints(const cce_tokenizer *t, const char *text, size_t len, symbol *sy,
+static uint32_t split_codepoints(const cce_tokenizer *t, const char *text, size_t len, tok_sym *sy,
                                  uint32_t n) {
     size_t i = 0;
     while (i < len) {
@@ -555,8 +552,8 @@ static int joinable(const cce_tokenizer *t, int32_t a, int32_t b) {
 
 /* Runs the merges over symbols [start, end), a segment no merge can cross. Merged-away symbols
  * get id -1; the live ones keep their text order. h is scratch space. */
-static cce_status merge_segment(const cce_tokenizer *t, symbol *sy, uint32_t start, uint32_t end,
-                                heap *h) {
+static cce_status merge_segment(const cce_tokenizer *t, tok_sym *sy, uint32_t start, uint32_t end,
+                                tok_heap *h) {
     for (uint32_t i = start; i < end; i++) {
         sy[i].prev = i == start ? NONE : i - 1;
         sy[i].next = i + 1 < end ? i + 1 : NONE;
@@ -564,25 +561,20 @@ static cce_status merge_segment(const cce_tokenizer *t, symbol *sy, uint32_t sta
     }
     h->n = 0;
     for (uint32_t i = start; i + 1 < end; i++) {
-        pair p;
+        tok_pair p;
         if (!make_pair(t, sy, i, i + 1, &p)) continue;
         if (h->n == h->cap) {
-            cce_status s = heap_push(h, p); /* grows the array; order is fixed below */
+            cce_status s = tok_heap_push(h, p); /* grows the array; order is fixed below */
             if (s != CCE_OK) return s;
         } else {
             h->items[h->n++] = p;
         }
     }
-    for (size_t i = h->n / 2; i-- > 0;) sift_down(h, i); /* heapify */
+    for (size_t i = h->n / 2; i-- > 0;) tok_heap_sift_down(h, i); /* heapify */
     while (h->n > 0) {
-        pair p = heap_pop(h);
-        uint32_t l = p.left, r = p.right;
-        if (sy[l].id < 0 || sy[l].next != r || sy[r].ver != p.right_ver) continue; /* stale */
-        sy[l].id = p.id;
-        sy[l].ver++;
-        sy[r].id = -1;
-        sy[l].next = sy[r].next;
-        if (sy[r].next != NONE) sy[sy[r].next].prev = l;
+        tok_pair p = tok_heap_pop(h);
+        if (!tok_sym_merge(sy, &p)) continue;
+        uint32_t l = p.left;
         cce_status s = consider(t, sy, h, sy[l].prev, l);
         if (s == CCE_OK) s = consider(t, sy, h, l, sy[l].next);
         if (s != CCE_OK) return s;
@@ -591,8 +583,8 @@ static cce_status merge_segment(const cce_tokenizer *t, symbol *sy, uint32_t sta
 }
 
 /* Merges all n symbols, segment by segment. */
-static cce_status merge_symbols(const cce_tokenizer *t, symbol *sy, uint32_t n) {
-    heap h = {0};
+static cce_status merge_symbols(const cce_tokenizer *t, tok_sym *sy, uint32_t n) {
+    tok_heap h = {0};
     cce_status s = CCE_OK;
     uint32_t start = 0;
     for (uint32_t i = 1; i <= n && s == CCE_OK; i++) {
@@ -607,7 +599,7 @@ static cce_status merge_symbols(const cce_tokenizer *t, symbol *sy, uint32_t n) 
 /* SentencePiece kind: appends the ids of one segment (no added tokens inside): the dummy prefix
  * (if prefix), then the codepoints merged by score. sy: scratch [len + 1]. */
 static cce_status sp_encode_segment(const cce_tokenizer *t, const char *text, size_t len,
-                                    int prefix, symbol *sy, tok_ids *out) {
+                                    int prefix, tok_sym *sy, tok_ids *out) {
     uint32_t n = 0;
     if (prefix && t->space_id >= 0) sy[n++].id = t->space_id;
     n = split_codepoints(t, text, len, sy, n);
@@ -683,7 +675,7 @@ cce_status cce_tokenizer_encode(const cce_tokenizer *t, const char *text, size_t
                         "one call",
                         len, NONE - 2);
     tok_ids out = {0};
-    symbol *sy = NULL; /* [len + 1] SentencePiece: the dummy prefix + one per byte */
+    tok_sym *sy = NULL; /* [len + 1] SentencePiece: the dummy prefix + one per byte */
     bpe_scratch *bs = NULL;
     cce_status s = CCE_OK;
     if (t->kind == CCE_TOKENIZER_SENTENCEPIECE && len > 0 && !(sy = malloc((len + 1) * sizeof *sy)))

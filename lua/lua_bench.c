@@ -46,6 +46,8 @@
 
 #include "bench.h"
 #include "cce_lua.h"
+#include "fd_io.h"
+#include "fork_report.h"
 #include "model.h"
 
 #define SERVER_META "cce.bench_server"
@@ -73,31 +75,6 @@ typedef struct server_obj {
     int to_server;   /* request pipe (write end) */
     int from_server; /* report pipe (read end) */
 } server_obj;
-
-static int write_all(int fd, const void *buf, size_t n) {
-    const char *p = buf;
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Bytes read (short only at end of file or on an error). */
-static size_t read_all(int fd, void *buf, size_t n) {
-    char *p = buf;
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, p + got, n - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    return got;
-}
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -151,63 +128,42 @@ static void child_measure(const bench_request *q, bench_report *rep) {
     if (s) snprintf(rep->detail, sizeof rep->detail, "%s", cce_error_detail());
 }
 
+static void child_measure_fn(const void *arg, void *report) {
+    child_measure(arg, report);
+}
+
 /* Runs one request in a forked child; fills *rep (peak RSS from wait4). */
 static void server_run_one(const bench_request *q, bench_report *rep) {
-    memset(rep, 0, sizeof *rep);
-    int fds[2];
-    if (pipe(fds) != 0) {
-        rep->status = CCE_ERR_IO;
-        snprintf(rep->detail, sizeof rep->detail, "bench server: pipe: %s", strerror(errno));
+    cce_fork_result res;
+    cce_status s = cce_fork_report("bench server", child_measure_fn, q, rep, sizeof *rep, &res);
+    if (s) {
+        memset(rep, 0, sizeof *rep);
+        rep->status = (int)s;
+        snprintf(rep->detail, sizeof rep->detail, "%s", cce_error_detail());
         return;
     }
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        rep->status = CCE_ERR_IO;
-        snprintf(rep->detail, sizeof rep->detail, "bench server: fork: %s", strerror(errno));
-        return;
-    }
-    if (pid == 0) {
-        close(fds[0]);
-        bench_report r;
-        memset(&r, 0, sizeof r);
-        child_measure(q, &r);
-        int rc = write_all(fds[1], &r, sizeof r) ? 1 : 0;
-        close(fds[1]);
-        _exit(rc);
-    }
-    close(fds[1]);
-    size_t got = read_all(fds[0], rep, sizeof *rep);
-    close(fds[0]);
-    int wstatus = 0;
-    struct rusage ru;
-    memset(&ru, 0, sizeof ru);
-    while (wait4(pid, &wstatus, 0, &ru) < 0 && errno == EINTR) {
-    }
-    if (got != sizeof *rep || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+    if (!res.complete) {
         memset(rep, 0, sizeof *rep);
         rep->status = CCE_ERR_INTERNAL;
-        if (WIFSIGNALED(wstatus))
+        if (res.signal)
             snprintf(rep->detail, sizeof rep->detail,
-                     "bench: the child measuring %.400s died of signal %d", q->path,
-                     WTERMSIG(wstatus));
+                     "bench: the child measuring %.400s died of signal %d", q->path, res.signal);
         else
             snprintf(rep->detail, sizeof rep->detail,
                      "bench: the child measuring %.400s ended without a report", q->path);
         return;
     }
-    rep->peak_rss_kb = ru.ru_maxrss;
+    rep->peak_rss_kb = res.maxrss_kb;
 }
 
 static void server_loop(int in, int out) {
     bench_request q;
     for (;;) {
-        if (read_all(in, &q, sizeof q) != sizeof q || !q.path[0]) break;
+        if (cce_fd_read_all(in, &q, sizeof q) != sizeof q || !q.path[0]) break;
         q.path[sizeof q.path - 1] = 0;
         bench_report rep;
         server_run_one(&q, &rep);
-        if (write_all(out, &rep, sizeof rep)) break;
+        if (cce_fd_write_all(out, &rep, sizeof rep)) break;
     }
     _exit(0);
 }
@@ -224,7 +180,7 @@ static void server_release(cce_lua_object *o) {
         memset(&ign, 0, sizeof ign);
         ign.sa_handler = SIG_IGN;
         sigaction(SIGPIPE, &ign, &old);
-        write_all(s->to_server, &q, sizeof q);
+        cce_fd_write_all(s->to_server, &q, sizeof q);
         sigaction(SIGPIPE, &old, NULL);
         close(s->to_server);
         close(s->from_server);
@@ -319,9 +275,9 @@ static int s_measure(lua_State *L) {
     memset(&ign, 0, sizeof ign);
     ign.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &ign, &old);
-    int sent = write_all(s->to_server, &q, sizeof q) == 0;
+    int sent = cce_fd_write_all(s->to_server, &q, sizeof q) == 0;
     sigaction(SIGPIPE, &old, NULL);
-    if (!sent || read_all(s->from_server, &rep, sizeof rep) != sizeof rep) {
+    if (!sent || cce_fd_read_all(s->from_server, &rep, sizeof rep) != sizeof rep) {
         close(s->to_server);
         close(s->from_server);
         int stw; /* without its pipes the server ends, if it still runs */

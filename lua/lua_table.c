@@ -124,67 +124,6 @@ static int l_render_table(lua_State *L) {
 
 typedef enum { FMT_LATEX, FMT_MARKDOWN, FMT_TSV } table_fmt;
 
-/* The symbols LaTeX gets in math mode. */
-static const char *const LATEX_SYMBOLS[][2] = {
-    {"±", "$\\pm$"},    {"†", "$^\\dagger$"}, {"Δ", "$\\Delta$"}, {"ρ", "$\\rho$"},
-    {"α", "$\\alpha$"}, {"ε", "$\\epsilon$"}, {"×", "$\\times$"}, {"≤", "$\\le$"},
-    {"≥", "$\\ge$"},    {"−", "$-$"},         {"σ", "$\\sigma$"}, {"μ", "$\\mu$"},
-};
-
-static void put_latex(FILE *f, const char *s) {
-    while (*s) {
-        int done = 0;
-        for (size_t i = 0; i < sizeof LATEX_SYMBOLS / sizeof LATEX_SYMBOLS[0]; i++) {
-            size_t n = strlen(LATEX_SYMBOLS[i][0]);
-            if (!strncmp(s, LATEX_SYMBOLS[i][0], n)) {
-                fputs(LATEX_SYMBOLS[i][1], f);
-                s += n;
-                done = 1;
-                break;
-            }
-        }
-        if (done) continue;
-        switch (*s) {
-        case '_':
-        case '%':
-        case '&':
-        case '#':
-        case '$':
-        case '{':
-        case '}':
-            fprintf(f, "\\%c", *s);
-            break;
-        case '~':
-            fputs("\\textasciitilde{}", f);
-            break;
-        case '^':
-            fputs("\\textasciicircum{}", f);
-            break;
-        case '\\':
-            fputs("\\textbackslash{}", f);
-            break;
-        case '\n':
-        case '\t':
-            fputc(' ', f);
-            break;
-        default:
-            fputc(*s, f);
-        }
-        s++;
-    }
-}
-
-static void put_markdown(FILE *f, const char *s) {
-    for (; *s; s++) {
-        if (*s == '\n' || *s == '\t') {
-            fputc(' ', f);
-            continue;
-        }
-        if (*s == '|' || *s == '*' || *s == '_' || *s == '\\') fputc('\\', f);
-        fputc(*s, f);
-    }
-}
-
 static void put_tsv(FILE *f, const char *s) {
     for (; *s; s++) fputc(*s == '\t' || *s == '\n' ? ' ' : *s, f);
 }
@@ -319,13 +258,13 @@ static int l_write_table(lua_State *L) {
             if (fmt == FMT_LATEX) {
                 if (c > 1) fputs(" & ", f);
                 if (bold) fputs("\\textbf{", f);
-                put_latex(f, s);
+                cce_table_put_latex(f, s, 1);
                 if (bold) fputc('}', f);
                 if (dagger) fputs("$^\\dagger$", f);
             } else if (fmt == FMT_MARKDOWN) {
                 fputc(' ', f);
                 if (bold) fputs("**", f);
-                put_markdown(f, s);
+                cce_table_put_markdown(f, s, 1);
                 if (bold) fputs("**", f);
                 if (dagger) fputs("†", f);
                 fputs(" |", f);
@@ -350,12 +289,12 @@ static int l_write_table(lua_State *L) {
         fputs("\\bottomrule\n\\end{tabular}\n", f);
         if (note) {
             fputs("% ", f);
-            put_latex(f, note);
+            cce_table_put_latex(f, note, 1);
             fputc('\n', f);
         }
     } else if (fmt == FMT_MARKDOWN && note) {
         fputc('\n', f);
-        put_markdown(f, note);
+        cce_table_put_markdown(f, note, 1);
         fputc('\n', f);
     }
     fclose(f);

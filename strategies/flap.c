@@ -80,6 +80,7 @@
 #include "calib.h"
 #include "flap.h"
 #include "prune_common.h"
+#include "shrink_common.h"
 #include "strategy.h"
 
 #define NAME "flap"
@@ -511,17 +512,6 @@ static cce_status flap_plan(void *priv, cce_model *m, const cce_calib *calib, cc
 
 /* ---- Apply ----------------------------------------------------------------------------------- */
 
-/* idx[w]: the job slot of block tensor w, or -1. */
-static void find_tensors(const cce_block_job *job, int idx[CCE_LT_COUNT]) {
-    for (int w = 0; w < CCE_LT_COUNT; w++) {
-        char name[CCE_PLAN_NAME_MAX];
-        cce_layer_tensor_name(job->layer, (cce_layer_tensor)w, name, sizeof name);
-        idx[w] = -1;
-        for (size_t i = 0; i < job->n; i++)
-            if (!strcmp(job->tensors[i].name, name)) idx[w] = (int)i;
-    }
-}
-
 /* sum_i w_i^T S w_i over the rows of w [rows, cols] with entry (i, j) taken only when
  * row_on[i] and col_on[j] (NULL: all), S [cols, cols] symmetric; in row blocks through BLAS. */
 static cce_status quad_sum(const float *w, int64_t rows, int64_t cols, const double *S,
@@ -713,13 +703,6 @@ static cce_status compensate_bias(cce_block_job *job, cce_layer_bias which, int 
     return s;
 }
 
-static cce_status check_shape(const cce_job_tensor *jt, int64_t rows, int64_t cols) {
-    if (jt->weight->ndim == 2 && jt->weight->shape[0] == rows && jt->weight->shape[1] == cols)
-        return CCE_OK;
-    return cce_fail(CCE_ERR_ARG, NAME ": %s is not [%lld, %lld] as the layer shape implies",
-                    jt->name, (long long)rows, (long long)cols);
-}
-
 /* The statistics of a site for the apply stage (compensation needs them). */
 static cce_status apply_input(const flap_priv *fp, const cce_block_job *job, cce_calib_site site,
                               int dim, cce_calib_input *in, int *have) {
@@ -747,10 +730,10 @@ static cce_status prune_heads(const flap_priv *fp, const flap_layer *fl, cce_blo
                               cce_report *r) {
     int nh = fl->n_units[U_HEAD], nkv = fl->n_kv, hd = fp->head_dim, dim = fp->dim;
     cce_status s;
-    if ((s = check_shape(&job->tensors[idx[CCE_LT_Q]], (int64_t)nh * hd, dim)) ||
-        (s = check_shape(&job->tensors[idx[CCE_LT_K]], (int64_t)nkv * hd, dim)) ||
-        (s = check_shape(&job->tensors[idx[CCE_LT_V]], (int64_t)nkv * hd, dim)) ||
-        (s = check_shape(&job->tensors[idx[CCE_LT_O]], dim, (int64_t)nh * hd)))
+    if ((s = cce_shrink_check_shape(NAME, &job->tensors[idx[CCE_LT_Q]], (int64_t)nh * hd, dim)) ||
+        (s = cce_shrink_check_shape(NAME, &job->tensors[idx[CCE_LT_K]], (int64_t)nkv * hd, dim)) ||
+        (s = cce_shrink_check_shape(NAME, &job->tensors[idx[CCE_LT_V]], (int64_t)nkv * hd, dim)) ||
+        (s = cce_shrink_check_shape(NAME, &job->tensors[idx[CCE_LT_O]], dim, (int64_t)nh * hd)))
         return s;
     cce_calib_input in_o, in_x;
     int have_o, have_x;
@@ -803,9 +786,9 @@ static cce_status prune_ffn(const flap_priv *fp, const flap_layer *fl, cce_block
                             const int idx[CCE_LT_COUNT], cce_report *r) {
     int H = fl->n_units[U_FFN], dim = fp->dim;
     cce_status s;
-    if ((s = check_shape(&job->tensors[idx[CCE_LT_GATE]], H, dim)) ||
-        (s = check_shape(&job->tensors[idx[CCE_LT_UP]], H, dim)) ||
-        (s = check_shape(&job->tensors[idx[CCE_LT_DOWN]], dim, H)))
+    if ((s = cce_shrink_check_shape(NAME, &job->tensors[idx[CCE_LT_GATE]], H, dim)) ||
+        (s = cce_shrink_check_shape(NAME, &job->tensors[idx[CCE_LT_UP]], H, dim)) ||
+        (s = cce_shrink_check_shape(NAME, &job->tensors[idx[CCE_LT_DOWN]], dim, H)))
         return s;
     cce_calib_input in_a, in_x;
     int have_a, have_x;
@@ -870,7 +853,7 @@ static cce_status flap_apply(void *priv, cce_block_job *job, cce_report *r) {
         return cce_fail(CCE_ERR_STATE, NAME ": layer %d changed shape between plan and apply",
                         job->layer);
     int idx[CCE_LT_COUNT];
-    find_tensors(job, idx);
+    cce_shrink_find_tensors(job, idx);
     cce_status s = CCE_OK;
     for (int k = 0; k < U_KINDS && !s; k++)
         if (fl->k[k] > 0) s = check_group(job, idx, k);

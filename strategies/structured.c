@@ -31,6 +31,7 @@
 
 #include "calib.h"
 #include "compress.h"
+#include "shrink_common.h"
 #include "strategy.h"
 
 #define NAME "structured"
@@ -100,17 +101,6 @@ static cce_status select_kept(const double *score, int n, int k, int *keep) {
 }
 
 /* ---- Job tensors and targets ----------------------------------------------------------------- */
-
-/* idx[w]: the job slot of block tensor w, or -1. */
-static void find_tensors(const cce_block_job *job, int idx[CCE_LT_COUNT]) {
-    for (int w = 0; w < CCE_LT_COUNT; w++) {
-        char name[CCE_PLAN_NAME_MAX];
-        cce_layer_tensor_name(job->layer, (cce_layer_tensor)w, name, sizeof name);
-        idx[w] = -1;
-        for (size_t i = 0; i < job->n; i++)
-            if (!strcmp(job->tensors[i].name, name)) idx[w] = (int)i;
-    }
-}
 
 /* The one target of a group of coupled tensors, or -1 when all of them are skipped. */
 static cce_status group_target(const cce_block_job *job, const int idx[CCE_LT_COUNT],
@@ -272,13 +262,6 @@ static double cols_norm(const cce_tensor *w, int64_t j0, int64_t width) {
     return sqrt(s);
 }
 
-static cce_status check_shape(const cce_job_tensor *jt, int64_t rows, int64_t cols) {
-    if (jt->weight->ndim == 2 && jt->weight->shape[0] == rows && jt->weight->shape[1] == cols)
-        return CCE_OK;
-    return cce_fail(CCE_ERR_ARG, NAME ": %s is not [%lld, %lld] as the layer shape implies",
-                    jt->name, (long long)rows, (long long)cols);
-}
-
 /* Removes k of the layer's H neurons; *hidden becomes H - k. */
 static cce_status prune_ffn(cce_block_job *job, const int idx[CCE_LT_COUNT], int dim, int k,
                             int32_t *hidden, cce_report *r) {
@@ -286,8 +269,9 @@ static cce_status prune_ffn(cce_block_job *job, const int idx[CCE_LT_COUNT], int
     cce_job_tensor *g = &job->tensors[idx[CCE_LT_GATE]], *u = &job->tensors[idx[CCE_LT_UP]],
                    *d = &job->tensors[idx[CCE_LT_DOWN]];
     cce_status s;
-    if ((s = check_shape(g, H, dim)) || (s = check_shape(u, H, dim)) ||
-        (s = check_shape(d, dim, H)))
+    if ((s = cce_shrink_check_shape(NAME, g, H, dim)) ||
+        (s = cce_shrink_check_shape(NAME, u, H, dim)) ||
+        (s = cce_shrink_check_shape(NAME, d, dim, H)))
         return s;
     double *score = calloc((size_t)H, sizeof *score); /* [H] */
     int *keep = malloc((size_t)H * sizeof *keep);     /* [H] */
@@ -321,10 +305,10 @@ static cce_status prune_heads(cce_block_job *job, const int idx[CCE_LT_COUNT], i
     int nh = *n_heads, nkv = *n_kv_heads;
     cce_job_tensor *q = &job->tensors[idx[CCE_LT_Q]], *o = &job->tensors[idx[CCE_LT_O]];
     cce_status s;
-    if ((s = check_shape(q, (int64_t)nh * hd, dim)) ||
-        (s = check_shape(o, dim, (int64_t)nh * hd)) ||
-        (s = check_shape(&job->tensors[idx[CCE_LT_K]], (int64_t)nkv * hd, dim)) ||
-        (s = check_shape(&job->tensors[idx[CCE_LT_V]], (int64_t)nkv * hd, dim)))
+    if ((s = cce_shrink_check_shape(NAME, q, (int64_t)nh * hd, dim)) ||
+        (s = cce_shrink_check_shape(NAME, o, dim, (int64_t)nh * hd)) ||
+        (s = cce_shrink_check_shape(NAME, &job->tensors[idx[CCE_LT_K]], (int64_t)nkv * hd, dim)) ||
+        (s = cce_shrink_check_shape(NAME, &job->tensors[idx[CCE_LT_V]], (int64_t)nkv * hd, dim)))
         return s;
     double *score = calloc((size_t)nh, sizeof *score);   /* [nh] */
     int *keep = malloc((size_t)nh * sizeof *keep);       /* [nh] */
@@ -371,7 +355,7 @@ static cce_status structured_apply(void *priv, cce_block_job *job, cce_report *r
     static const cce_layer_tensor ffn[3] = {CCE_LT_GATE, CCE_LT_UP, CCE_LT_DOWN};
     static const cce_layer_tensor attn[4] = {CCE_LT_Q, CCE_LT_K, CCE_LT_V, CCE_LT_O};
     int idx[CCE_LT_COUNT];
-    find_tensors(job, idx);
+    cce_shrink_find_tensors(job, idx);
     double t_ffn = -1, t_heads = -1;
     cce_status s;
     if (sp->unit != UNIT_HEADS && (s = group_target(job, idx, ffn, 3, "FFN neurons", &t_ffn)))

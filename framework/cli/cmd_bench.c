@@ -19,6 +19,7 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "fork_report.h"
 #include "import.h"
 #include "kernels.h"
 #include "model.h"
@@ -162,65 +163,22 @@ static void child_run(const child_job *job, child_report *rep) {
     if (s) snprintf(rep->detail, sizeof rep->detail, "%s", cce_error_detail());
 }
 
-static int write_all(int fd, const void *buf, size_t n) {
-    const char *p = buf;
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static size_t read_all(int fd, void *buf, size_t n) {
-    char *p = buf;
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, p + got, n - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    return got;
+static void child_run_fn(const void *arg, void *report) {
+    child_run(arg, report);
 }
 
 /* Runs job in a forked child; fills *rep and the child's peak RSS in KiB. */
 static cce_status run_child(const child_job *job, child_report *rep, long *maxrss_kb) {
-    int fds[2];
-    memset(rep, 0, sizeof *rep);
-    if (pipe(fds) != 0) return cce_fail(CCE_ERR_IO, "bench: pipe: %s", strerror(errno));
     fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return cce_fail(CCE_ERR_IO, "bench: fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        close(fds[0]);
-        child_report r;
-        memset(&r, 0, sizeof r);
-        child_run(job, &r);
-        int rc = write_all(fds[1], &r, sizeof r) ? 1 : 0;
-        close(fds[1]);
-        _exit(rc);
-    }
-    close(fds[1]);
-    size_t got = read_all(fds[0], rep, sizeof *rep);
-    close(fds[0]);
-    int wstatus = 0;
-    struct rusage ru;
-    memset(&ru, 0, sizeof ru);
-    while (wait4(pid, &wstatus, 0, &ru) < 0 && errno == EINTR) {
-    }
-    *maxrss_kb = ru.ru_maxrss;
-    if (got != sizeof *rep || !WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+    cce_fork_result res;
+    cce_status s = cce_fork_report("bench", child_run_fn, job, rep, sizeof *rep, &res);
+    if (s) return s;
+    *maxrss_kb = res.maxrss_kb;
+    if (!res.complete) {
         const char *what = job->model_name ? job->model_name : "sgemm peak";
-        if (WIFSIGNALED(wstatus))
+        if (res.signal)
             return cce_fail(CCE_ERR_INTERNAL, "bench: the %s child died of signal %d", what,
-                            WTERMSIG(wstatus));
+                            res.signal);
         return cce_fail(CCE_ERR_INTERNAL, "bench: the %s child failed without a report", what);
     }
     if (rep->status) return cce_fail((cce_status)rep->status, "%s", rep->detail);

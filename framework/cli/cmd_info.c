@@ -32,24 +32,6 @@ static void print_shape(int ndim, const int64_t *shape) {
     printf("%-16s", buf);
 }
 
-/* The length of a bias: its weight's rows under the layer's widths (no data read). */
-static int64_t bias_rows(const cce_model *m, int layer, cce_layer_bias which) {
-    const cce_config *c = cce_model_config(m);
-    const cce_layer_shape *ls = cce_model_layer(m, layer);
-    switch (which) {
-    case CCE_LB_Q:
-        return (int64_t)ls->n_heads * c->head_dim;
-    case CCE_LB_K:
-    case CCE_LB_V:
-        return (int64_t)ls->n_kv_heads * c->head_dim;
-    case CCE_LB_GATE:
-    case CCE_LB_UP:
-        return ls->hidden_dim;
-    default:
-        return c->dim;
-    }
-}
-
 static double mib(int64_t params) {
     return (double)params * 4.0 / (1024.0 * 1024.0);
 }
@@ -144,7 +126,8 @@ int cmd_info(int argc, char **argv) {
                 if (!cce_model_has_layer_bias(m, l, (cce_layer_bias)b)) continue;
                 char name[96];
                 cce_layer_bias_name(l, (cce_layer_bias)b, name, sizeof name);
-                int64_t shape[1] = {bias_rows(m, l, (cce_layer_bias)b)};
+                int64_t shape[1] = {cce_layer_bias_rows(cce_model_config(m), cce_model_layer(m, l),
+                                                        (cce_layer_bias)b)};
                 printf("  %-44s ", name);
                 print_shape(1, shape);
                 printf(" %12lld %14lld\n", (long long)shape[0], (long long)shape[0] * 4);
