@@ -426,6 +426,28 @@ static cce_status build_layers(const char *path, const cce_figure_runs *r, grid 
     return CCE_OK;
 }
 
+int cce_table_kind_parse(const char *name, cce_table_kind *out) {
+    if (!strcmp(name, "summary"))
+        *out = CCE_TABLE_SUMMARY;
+    else if (!strcmp(name, "layers"))
+        *out = CCE_TABLE_LAYERS;
+    else
+        return 0;
+    return 1;
+}
+
+int cce_table_format_parse(const char *name, cce_table_format *out) {
+    if (!strcmp(name, "latex"))
+        *out = CCE_TABLE_LATEX;
+    else if (!strcmp(name, "markdown") || !strcmp(name, "md"))
+        *out = CCE_TABLE_MARKDOWN;
+    else if (!strcmp(name, "tsv"))
+        *out = CCE_TABLE_TSV;
+    else
+        return 0;
+    return 1;
+}
+
 cce_status cce_table_render(const char *path, cce_table_kind kind, const char *filter,
                             cce_table_format format, FILE *out) {
     cce_figure_runs r;

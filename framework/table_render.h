@@ -36,6 +36,11 @@ typedef enum cce_table_format {
     CCE_TABLE_TSV
 } cce_table_format;
 
+/* The kind named "summary" / "layers", and the format named "latex" / "markdown" (or "md") /
+ * "tsv": 1 and *out set, or 0 for any other name (the caller words the error). */
+int cce_table_kind_parse(const char *name, cce_table_kind *out);
+int cce_table_format_parse(const char *name, cce_table_format *out);
+
 /* Writes the table of kind of the runs of results file path that pass filter (figure.h's run
  * filter; NULL: all) to out. Errors as cce_figure_runs_read (no runs, a filter matching none);
  * CCE_ERR_NOT_FOUND for layers when no selected run has a layers table; CCE_ERR_IO when out

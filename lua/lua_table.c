@@ -92,19 +92,9 @@ static int l_render_table(lua_State *L) {
     }
     cce_table_kind k;
     cce_table_format f;
-    if (!strcmp(kind, "summary"))
-        k = CCE_TABLE_SUMMARY;
-    else if (!strcmp(kind, "layers"))
-        k = CCE_TABLE_LAYERS;
-    else
+    if (!cce_table_kind_parse(kind, &k))
         return cce_lua_raise(L, "%s: kind = '%s': summary or layers", FN, kind);
-    if (!strcmp(format, "latex"))
-        f = CCE_TABLE_LATEX;
-    else if (!strcmp(format, "markdown"))
-        f = CCE_TABLE_MARKDOWN;
-    else if (!strcmp(format, "tsv"))
-        f = CCE_TABLE_TSV;
-    else
+    if (!cce_table_format_parse(format, &f))
         return cce_lua_raise(L, "%s: format = '%s': latex, markdown or tsv", FN, format);
     if (out) check_out(L, FN, out);
     char *buf = NULL;

@@ -59,19 +59,9 @@ int cmd_table(int argc, char **argv) {
     if (!file) return cli_usage_error(CMD, "missing the results file");
     cce_table_kind k;
     cce_table_format f;
-    if (!strcmp(kind, "summary"))
-        k = CCE_TABLE_SUMMARY;
-    else if (!strcmp(kind, "layers"))
-        k = CCE_TABLE_LAYERS;
-    else
+    if (!cce_table_kind_parse(kind, &k))
         return cli_usage_error(CMD, "--kind: summary or layers, got '%s'", kind);
-    if (!strcmp(fmt, "latex"))
-        f = CCE_TABLE_LATEX;
-    else if (!strcmp(fmt, "markdown") || !strcmp(fmt, "md"))
-        f = CCE_TABLE_MARKDOWN;
-    else if (!strcmp(fmt, "tsv"))
-        f = CCE_TABLE_TSV;
-    else
+    if (!cce_table_format_parse(fmt, &f))
         return cli_usage_error(CMD, "--format: latex, markdown or tsv, got '%s'", fmt);
     if (!out) {
         cce_status s = cce_table_render(file, k, runs, f, stdout);
