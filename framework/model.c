@@ -190,7 +190,8 @@ static int shape_equal(int nd_a, const int64_t *a, int nd_b, const int64_t *b) {
     return 1;
 }
 
-static void shape_text(int ndim, const int64_t *shape, char *buf, size_t size) {
+/* "[a, b]": a shape for error messages. */
+void model_shape_text(int ndim, const int64_t *shape, char *buf, size_t size) {
     size_t n = (size_t)snprintf(buf, size, "[");
     for (int k = 0; k < ndim && n < size; k++)
         n += (size_t)snprintf(buf + n, size - n, "%s%lld", k ? ", " : "", (long long)shape[k]);
@@ -307,8 +308,8 @@ static cce_status index_file_tensors(cce_model *m) {
                             file, sl->name);
         if (!shape_equal(ndim, shape, sl->ndim, sl->shape)) {
             char got[96], want[96];
-            shape_text(ndim, shape, got, sizeof got);
-            shape_text(sl->ndim, sl->shape, want, sizeof want);
+            model_shape_text(ndim, shape, got, sizeof got);
+            model_shape_text(sl->ndim, sl->shape, want, sizeof want);
             return cce_fail(CCE_ERR_FORMAT, "%s: tensor %s has shape %s, the config implies %s",
                             file, sl->name, got, want);
         }
@@ -448,8 +449,8 @@ cce_status model_load_slot(cce_model *m, model_slot *sl, cce_tensor **out) {
         sl->enc = enc; /* freed with the slot if the checks below fail */
         if (!shape_equal(t->ndim, t->shape, sl->ndim, sl->shape)) {
             char got[96], want[96];
-            shape_text(t->ndim, t->shape, got, sizeof got);
-            shape_text(sl->ndim, sl->shape, want, sizeof want);
+            model_shape_text(t->ndim, t->shape, got, sizeof got);
+            model_shape_text(sl->ndim, sl->shape, want, sizeof want);
             cce_tensor_free(t);
             return cce_fail(CCE_ERR_FORMAT, "%s: tensor %s has shape %s, the config implies %s",
                             m->path, sl->name, got, want);
@@ -526,8 +527,8 @@ cce_status cce_model_put_tensor(cce_model *m, const char *name, cce_tensor *t) {
     model_slot *sl = &m->slots[i];
     if (!shape_equal(t->ndim, t->shape, sl->ndim, sl->shape)) {
         char got[96], want[96];
-        shape_text(t->ndim, t->shape, got, sizeof got);
-        shape_text(sl->ndim, sl->shape, want, sizeof want);
+        model_shape_text(t->ndim, t->shape, got, sizeof got);
+        model_shape_text(sl->ndim, sl->shape, want, sizeof want);
         return cce_fail(CCE_ERR_ARG, "tensor %s: shape %s, the model expects %s", name, got, want);
     }
     if (sl->t != t) cce_tensor_free(sl->t);

@@ -107,13 +107,6 @@ void model_bias_refresh(cce_model *m) {
         }
 }
 
-static void shape_text(int ndim, const int64_t *shape, char *buf, size_t size) {
-    size_t n = (size_t)snprintf(buf, size, "[");
-    for (int k = 0; k < ndim && n < size; k++)
-        n += (size_t)snprintf(buf + n, size - n, "%s%lld", k ? ", " : "", (long long)shape[k]);
-    if (n < size) snprintf(buf + n, size - n, "]");
-}
-
 cce_status model_bias_index_file(cce_model *m) {
     for (int l = 0; l < m->cfg.n_layers; l++) {
         if (m->layers[l].removed) continue; /* a removed layer has no biases */
@@ -130,7 +123,7 @@ cce_status model_bias_index_file(cce_model *m) {
             if (s) return s;
             if (ndim != 1 || shape[0] != sl->shape[0]) {
                 char got[96];
-                shape_text(ndim, shape, got, sizeof got);
+                model_shape_text(ndim, shape, got, sizeof got);
                 return cce_fail(CCE_ERR_FORMAT,
                                 "%s: bias %s has shape %s, the config implies [%lld]", m->path,
                                 sl->name, got, (long long)sl->shape[0]);
@@ -154,7 +147,7 @@ static cce_status check_bias(const cce_model *m, const model_slot *sl, const cce
         return cce_fail(CCE_ERR_STATE, "bias %s: layer %d is removed", sl->name, layer);
     if (t->ndim != 1 || t->shape[0] != sl->shape[0]) {
         char got[96], weight[NAME_MAX_LEN];
-        shape_text(t->ndim, t->shape, got, sizeof got);
+        model_shape_text(t->ndim, t->shape, got, sizeof got);
         cce_layer_tensor_name(layer, bias_weight[(size_t)(sl - m->biases) % CCE_LB_COUNT], weight,
                               sizeof weight);
         return cce_fail(CCE_ERR_ARG, "bias %s: shape %s, the weight %s has %lld rows", sl->name,

@@ -49,6 +49,9 @@ void model_refresh_shapes(cce_model *m);
 /* Rebuilds the enumeration order from the present flags. (model.c) */
 void model_rebuild_order(cce_model *m);
 
+/* "[a, b]": shape [ndim] as text for error messages, into buf [size]. */
+void model_shape_text(int ndim, const int64_t *shape, char *buf, size_t size);
+
 /* The slot of a canonical tensor name (lm_head of a tied model resolves to embed_tokens), or
  * (size_t)-1. (model.c) */
 size_t model_slot_index(const cce_model *m, const char *name);

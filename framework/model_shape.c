@@ -41,13 +41,6 @@ static size_t layer_slot(const cce_model *m, int layer, cce_layer_tensor w) {
     return model_slot_index(m, name);
 }
 
-static void shape_text(int ndim, const int64_t *shape, char *buf, size_t size) {
-    if (ndim == 1)
-        snprintf(buf, size, "[%lld]", (long long)shape[0]);
-    else
-        snprintf(buf, size, "[%lld, %lld]", (long long)shape[0], (long long)shape[1]);
-}
-
 /* Checks every slot of the layer against the (already refreshed) expected shapes: the given
  * tensor, or the one that is kept (its shape before the change is in old_*). */
 static cce_status check_tensors(const cce_model *m, int layer, cce_tensor *const *tensors,
@@ -62,8 +55,8 @@ static cce_status check_tensors(const cce_model *m, int layer, cce_tensor *const
         for (int k = 0; same && k < ndim; k++) same = shape[k] == sl->shape[k];
         if (same) continue;
         char got[64], want[64];
-        shape_text(ndim, shape, got, sizeof got);
-        shape_text(sl->ndim, sl->shape, want, sizeof want);
+        model_shape_text(ndim, shape, got, sizeof got);
+        model_shape_text(sl->ndim, sl->shape, want, sizeof want);
         return cce_fail(CCE_ERR_ARG, "tensor %s: %s %s, the new widths of layer %d imply %s",
                         sl->name, t ? "shape" : "kept shape", got, layer, want);
     }
@@ -80,7 +73,7 @@ static cce_status check_biases(const cce_model *m, int layer, cce_tensor *const 
         if (!t && !sl->present) continue;
         if (t && (t->ndim != 1 || t->shape[0] != sl->shape[0])) {
             char got[64];
-            shape_text(t->ndim, t->shape, got, sizeof got);
+            model_shape_text(t->ndim, t->shape, got, sizeof got);
             return cce_fail(CCE_ERR_ARG,
                             "bias %s: shape %s, the new widths of layer %d imply [%lld]", sl->name,
                             got, layer, (long long)sl->shape[0]);
