@@ -246,15 +246,37 @@ static void test_dot_axpy_argmax(void **state) {
     assert_int_equal(cce_argmax(nan_first, 3), 1);
 }
 
+/* Long vectors (searched block by block): the first of tied maxima across blocks, a maximum in a
+ * ragged last block, NaNs around it, all -Inf, and lengths past the block count's cap. */
+static void test_argmax_long(void **state) {
+    (void)state;
+    const int lengths[] = {511, 512, 513, 32000, 151936, 300001};
+    for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
+        int n = lengths[k];
+        float *x = malloc(sizeof(float) * (size_t)n);
+        assert_non_null(x);
+        for (int i = 0; i < n; i++) x[i] = (float)(((int64_t)i * 7919) % 1000) / 1000.0f;
+        x[n - 1] = 5.0f; /* the last element, in a ragged block */
+        assert_int_equal(cce_argmax(x, n), n - 1);
+        x[n / 3] = 5.0f; /* an earlier tie wins */
+        x[n / 3 - 1] = NAN;
+        assert_int_equal(cce_argmax(x, n), n / 3);
+        x[n / 3] = NAN;
+        assert_int_equal(cce_argmax(x, n), n - 1);
+        for (int i = 0; i < n; i++) x[i] = -INFINITY;
+        assert_int_equal(cce_argmax(x, n), 0);
+        x[n - 2] = -1e30f;
+        assert_int_equal(cce_argmax(x, n), n - 2);
+        free(x);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_linear),
-        cmocka_unit_test(test_rmsnorm),
-        cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_softmax),
-        cmocka_unit_test(test_softmax_causal),
-        cmocka_unit_test(test_swiglu),
-        cmocka_unit_test(test_dot_axpy_argmax),
+        cmocka_unit_test(test_argmax_long), cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_rmsnorm),     cmocka_unit_test(test_rope),
+        cmocka_unit_test(test_softmax),     cmocka_unit_test(test_softmax_causal),
+        cmocka_unit_test(test_swiglu),      cmocka_unit_test(test_dot_axpy_argmax),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
