@@ -9,6 +9,11 @@
  * pages. */
 #define HUGE_PAGE_BYTES ((size_t)2 << 20)
 
+/* Linux 6.1+; glibc 2.36's <sys/mman.h> does not name it yet. */
+#if defined(__linux__) && !defined(MADV_COLLAPSE)
+#define MADV_COLLAPSE 25
+#endif
+
 float *cce_floats_alloc(size_t count, int zero) {
     if (count == 0) count = 1;
     if (count > SIZE_MAX / sizeof(float)) return NULL;
@@ -16,12 +21,21 @@ float *cce_floats_alloc(size_t count, int zero) {
     if (bytes < HUGE_PAGE_BYTES) return zero ? calloc(count, sizeof(float)) : malloc(bytes);
     void *p = NULL;
     if (posix_memalign(&p, HUGE_PAGE_BYTES, bytes)) return NULL;
+    size_t whole = bytes / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES;
 #ifdef MADV_HUGEPAGE
     /* Advice only, and only for the whole huge pages inside the block, so that the tail costs no
      * more memory than it uses. Where the kernel has none to give, the memory works the same. */
-    (void)madvise(p, bytes / HUGE_PAGE_BYTES * HUGE_PAGE_BYTES, MADV_HUGEPAGE);
+    (void)madvise(p, whole, MADV_HUGEPAGE);
 #endif
     if (zero) memset(p, 0, bytes);
+#ifdef MADV_COLLAPSE
+    /* The advice above only shapes pages faulted from now on. A block that reuses freed memory
+     * (cce keeps it, cli/main.c) lies on the small pages it was first given: the decoding
+     * weights packed after an evaluation did, and decoded 2-3% slower than on huge pages (cce
+     * bench). A collapse moves them onto huge pages now; it fails harmlessly on kernels before
+     * 6.1 or when none are free. */
+    (void)madvise(p, whole, MADV_COLLAPSE);
+#endif
     return p;
 }
 
