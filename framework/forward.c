@@ -24,11 +24,15 @@ void cce_forward_free(cce_forward *f) {
     free(f->lr_tmp);
     free(f->att);
     free(f->k_rows);
+    free(f->v_rows);
     free(f->att_spare);
     free(f->packed);
     free(f->dec_qkv);
     free(f->dec_gu);
     free(f->dec_xn);
+    free(f->dec_h);
+    free(f->dec_part);
+    free(f->dec_index);
     free(f->dec_next);
     free(f);
 }
@@ -209,9 +213,10 @@ cce_status cce_forward_new(cce_model *m, int max_tokens, cce_forward **out) {
     f->lr_tmp = alloc_floats(T * (size_t)f->max_rank);
     f->att = alloc_floats(att_window > att_decode ? att_window : att_decode);
     f->k_rows = alloc_floats(T * (size_t)f->max_kv_dim);
+    f->v_rows = alloc_floats(T * (size_t)f->max_kv_dim);
     f->att_spare = alloc_floats((size_t)f->n_threads * CCE_ATT_ROWS * (size_t)c->head_dim);
     if (!f->cos_tab || !f->sin_tab || !f->kv || !f->h || !f->x || !f->q || !f->o || !f->g ||
-        !f->u || !f->lr_tmp || !f->att || !f->k_rows || !f->att_spare) {
+        !f->u || !f->lr_tmp || !f->att || !f->k_rows || !f->v_rows || !f->att_spare) {
         cce_forward_free(f);
         return cce_fail(CCE_ERR_NOMEM, "forward: activations for %d tokens and a KV cache of %d",
                         f->max_tokens, (int)c->seq_len);

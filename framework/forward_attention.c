@@ -4,9 +4,9 @@
  * BLAS is not used here: per-head products are small (head_dim 8..128), OpenBLAS's threading
  * costs more than they take, and BLAS may not be called inside an OpenMP region, so the heads
  * could not run in parallel. Instead:
- *   1. the window's keys are transposed into the layer's key cache [kv_dim][kv_ld] (see
- *      forward_internal.h), so that scores vectorise over key positions (no horizontal sums,
- *      whatever head_dim is);
+ *   1. the window's keys and values are scattered into the layer's cache, keys in tiles of
+ *      COLS positions by head_dim (see forward_internal.h), so that scores vectorise over key
+ *      positions (no horizontal sums, whatever head_dim is);
  *   2. each task takes ROWS (8) query rows of one head: scores S [ROWS, n] = Q K^T by a
  *      ROWS x COLS (8 x 32) register block (each load of K feeds 8 multiply-adds), a causal
  *      softmax per row, then O [ROWS, hd] = P V by a register block of ROWS rows by up to 32
@@ -27,26 +27,35 @@
 #define ROWS CCE_ATT_ROWS      /* query rows per register block */
 #define COLS CCE_ATT_KEY_BLOCK /* keys (scores) or head dimensions (outputs) per register block */
 
-/* kt [kv_dim][ldk] columns 0..T-1 from k [T, kv_dim]; the padding columns up to the next
- * multiple of COLS are zeroed (scores_block reads them). */
-static void transpose_keys(const fwd_layer *L, const float *k, int T, int ldk, float *kt) {
-    int T_pad = (T + COLS - 1) / COLS * COLS;
+/* The window's keys k [T, kv_dim] and values v [T, kv_dim] into the layer's cache, one (kv head,
+ * tile of COLS positions) per task; key positions past T in the last tile are zeroed
+ * (scores_block reads them). */
+static void store_window_kv(const fwd_layer *L, const float *k, const float *v, int T, int ldk,
+                            int seq_len, int hd) {
+    int tiles = (T + COLS - 1) / COLS;
 #pragma omp for schedule(static)
-    for (int row = 0; row < L->kv_dim; row++) {
-        float *dst = kt + (size_t)row * ldk; /* [ldk] */
-        const float *src = k + row;          /* column `row` of [T, kv_dim] */
-        for (int t = 0; t < T; t++) dst[t] = src[(size_t)t * L->kv_dim];
-        for (int t = T; t < T_pad; t++) dst[t] = 0.0f;
+    for (int task = 0; task < L->n_kv_heads * tiles; task++) {
+        int g = task / tiles, t0 = task % tiles * COLS;
+        float *tile = cce_head_keys(L, g, hd, ldk) + (size_t)t0 * hd; /* [hd][COLS] */
+        for (int d = 0; d < hd; d++)
+            for (int c = 0; c < COLS; c++)
+                tile[(size_t)d * COLS + c] =
+                    t0 + c < T ? k[(size_t)(t0 + c) * L->kv_dim + (size_t)g * hd + d] : 0.0f;
+        float *vh = cce_head_values(L, g, hd, seq_len); /* [seq_len][hd] */
+        for (int t = t0; t < t0 + COLS && t < T; t++)
+            memcpy(vh + (size_t)t * hd, v + (size_t)t * L->kv_dim + (size_t)g * hd,
+                   sizeof(float) * (size_t)hd);
     }
 }
 
-/* s [ROWS, lds] = scale * q_rows kt[:, 0..n_pad); q_rows[r] [hd], n_pad a multiple of COLS. */
+/* s [ROWS, lds] = scale * q_rows times keys 0..n_pad of one head (kt: its tiles of
+ * [hd][COLS]); q_rows[r] [hd], n_pad a multiple of COLS. */
 static void scores_block(float *s, int lds, const float *const q_rows[ROWS], const float *kt,
-                         int ldk, int hd, int n_pad, float scale) {
+                         int hd, int n_pad, float scale) {
     for (int j0 = 0; j0 < n_pad; j0 += COLS) {
         float acc[ROWS][COLS] = {{0}};
         for (int d = 0; d < hd; d++) {
-            const float *k = kt + (size_t)d * ldk + j0; /* [COLS] */
+            const float *k = kt + ((size_t)j0 * hd + (size_t)d * COLS); /* [COLS] */
             for (int r = 0; r < ROWS; r++) {
                 float qv = q_rows[r][d];
 #pragma omp simd
@@ -98,9 +107,9 @@ static void attend_rows(cce_forward *f, const fwd_layer *L, int h, int r0, int n
     int ldk = f->kv_ld;
     int hd = f->cfg.head_dim, g = L->kv_of_head[h];
     float scale = 1.0f / sqrtf((float)hd);
-    int n = r0 + nr;                                      /* keys visible to the block's last row */
-    int n_pad = (n + COLS - 1) / COLS * COLS;             /* <= lds, <= ldk */
-    const float *kt = L->kt_cache + (size_t)g * hd * ldk; /* [hd][ldk] */
+    int n = r0 + nr;                                /* keys visible to the block's last row */
+    int n_pad = (n + COLS - 1) / COLS * COLS;       /* <= lds, <= ldk */
+    const float *kt = cce_head_keys(L, g, hd, ldk); /* tiles of [hd][COLS] */
     const float *q_rows[ROWS];
     float *o_rows[ROWS];
     for (int r = 0; r < ROWS; r++) {
@@ -111,14 +120,14 @@ static void attend_rows(cce_forward *f, const fwd_layer *L, int h, int r0, int n
         o_rows[r] =
             r < nr ? f->o + (size_t)row * L->q_dim + (size_t)h * hd : spare + (size_t)r * hd;
     }
-    scores_block(s, lds, q_rows, kt, ldk, hd, n_pad, scale);
+    scores_block(s, lds, q_rows, kt, hd, n_pad, scale);
     for (int r = 0; r < ROWS; r++) {
         float *row = s + (size_t)r * lds; /* [n] */
         int visible = r < nr ? r0 + r + 1 : n;
         cce_softmax(row, visible);
         if (visible < n) memset(row + visible, 0, sizeof(float) * (size_t)(n - visible));
     }
-    values_block(o_rows, s, lds, L->v_cache + (size_t)g * hd, L->kv_dim, hd, n);
+    values_block(o_rows, s, lds, cce_head_values(L, g, hd, f->cfg.seq_len), hd, hd, n);
 }
 
 void cce_attention_window(cce_forward *f, const fwd_layer *L, int T) {
@@ -126,7 +135,8 @@ void cce_attention_window(cce_forward *f, const fwd_layer *L, int T) {
     int blocks = (T + ROWS - 1) / ROWS, tasks = L->n_heads * blocks;
 #pragma omp parallel num_threads(f->n_threads)
     {
-        transpose_keys(L, f->k_rows, T, f->kv_ld, L->kt_cache); /* ends with a barrier */
+        /* ends with a barrier */
+        store_window_kv(L, f->k_rows, f->v_rows, T, f->kv_ld, f->cfg.seq_len, hd);
         int tid = omp_get_thread_num();
         float *s = f->att + (size_t)tid * ROWS * lds;                  /* [ROWS, lds] */
         float *spare = f->att_spare + (size_t)tid * ROWS * (size_t)hd; /* [ROWS, hd] */

@@ -27,7 +27,7 @@ static void block_window(cce_forward *f, int l, int T) {
                            L->q_dim, 0.0f); /* [T, q_dim] */
         cce_forward_linear(f, &L->lr[CCE_LT_K], L->wk, L->bias[CCE_LB_K], f->k_rows, f->x, T, dim,
                            L->kv_dim, 0.0f); /* [T, kv_dim] */
-        cce_forward_linear(f, &L->lr[CCE_LT_V], L->wv, L->bias[CCE_LB_V], L->v_cache, f->x, T, dim,
+        cce_forward_linear(f, &L->lr[CCE_LT_V], L->wv, L->bias[CCE_LB_V], f->v_rows, f->x, T, dim,
                            L->kv_dim, 0.0f); /* [T, kv_dim] */
         cce_rope_apply(f->q, T, L->q_dim, L->n_heads, c->head_dim, 0, f->cos_tab, f->sin_tab);
         cce_rope_apply(f->k_rows, T, L->kv_dim, L->n_kv_heads, c->head_dim, 0, f->cos_tab,

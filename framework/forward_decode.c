@@ -1,8 +1,11 @@
-/* KV-cache decoding: one token at a time. A step is one OpenMP region (block_team) in which the
- * threads share out the rows of every projection (cblas_sgemv on each piece; the weights are
- * streamed once per token, q/k/v and gate/up each packed into one matrix, see decode_prepare) and
- * the heads of attention over the cached keys (transposed, see forward_internal.h) and values.
- * Layers with low-rank tensors run projection by projection instead (block_token). */
+/* KV-cache decoding: one token at a time. A step is one OpenMP region in which the threads share
+ * out every layer's kv groups (each group: one GEMV for its q/k/v rows, its key and value stored,
+ * its query heads run over the cache, and each head's share of the residual update through its
+ * rows of wo^T) and then the FFN's chunks (each: one GEMV for its gate/up rows, SwiGLU, and its
+ * share through its rows of wd^T), with a barrier after each half; every thread then sums the
+ * shares in a fixed order into its own copy of the residual. The weights are packed for this on
+ * first use (forward_decode_pack.c says how and why). Layers with lowrank tensors run projection
+ * by projection instead (block_token). */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -21,38 +24,52 @@ __attribute__((__simd__("notinbranch"))) float expf(float);
 /* Below this many multiply-adds the heads run on the calling thread. */
 #define DECODE_PARALLEL_MIN 4096
 
-/* att [n] = scale * q kt[:, 0..n): the head's scores, vectorised over positions, four key
- * dimensions per pass. q [hd], kt [hd][ldk]. */
-static void scores_token(float *att, const float *q, const float *kt, int ldk, int hd, int n,
-                         float scale) {
+/* Scores of `tiles` (1 or 2, a constant once inlined) consecutive key tiles from position t0:
+ * att[t0 ..) = scale * q tile (the last tile's positions past n dropped). Even and odd key
+ * dimensions go to separate accumulators, so that up to four chains of multiply-adds overlap
+ * instead of each waiting on the last. */
+static inline void scores_tiles(float *att, const float *q, const float *kt, int hd, int t0,
+                                int tiles, int n, float scale) {
+    enum { B = CCE_ATT_KEY_BLOCK };
+    float acc[2][2][B] = {{{0}}}; /* [tile][parity of d][position] */
+    for (int d = 0; d < hd; d++) {
+        float qd = scale * q[d];
+        for (int i = 0; i < tiles; i++) {
+            const float *k = kt + (size_t)(t0 + i * B) * hd + (size_t)d * B; /* [B] */
+            float *a = acc[i][d & 1];
 #pragma omp simd
-    for (int t = 0; t < n; t++) att[t] = 0.0f;
-    int d = 0;
-    for (; d + 4 <= hd; d += 4) {
-        const float *k0 = kt + (size_t)d * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
-        float q0 = scale * q[d], q1 = scale * q[d + 1], q2 = scale * q[d + 2],
-              q3 = scale * q[d + 3];
-#pragma omp simd
-        for (int t = 0; t < n; t++)
-            att[t] = fmaf(q0, k0[t], fmaf(q1, k1[t], fmaf(q2, k2[t], fmaf(q3, k3[t], att[t]))));
+            for (int c = 0; c < B; c++) a[c] = fmaf(qd, k[c], a[c]);
+        }
     }
-    for (; d < hd; d++) {
-        const float *k0 = kt + (size_t)d * ldk;
-        float q0 = scale * q[d];
+    for (int i = 0; i < tiles; i++) {
+        int p0 = t0 + i * B, w = n - p0 < B ? n - p0 : B;
 #pragma omp simd
-        for (int t = 0; t < n; t++) att[t] = fmaf(q0, k0[t], att[t]);
+        for (int c = 0; c < B; c++) acc[i][0][c] += acc[i][1][c];
+        if (w > 0) memcpy(att + p0, acc[i][0], sizeof(float) * (size_t)w);
     }
 }
 
-/* o[d0 .. d0+w) = sum over t < n of p[t] v[t][d0 .. d0+w), with four independent accumulators
- * (positions t mod 4) so that the multiply-adds do not wait on each other. Inlined with a
- * constant w (16 or 8) the accumulators stay in registers. v: row stride ldv. */
+/* att [n] = scale * q times keys 0..n of one head (kt: its tiles of [hd][CCE_ATT_KEY_BLOCK], see
+ * forward_internal.h): a tile's scores are held in registers while its key dimensions stream
+ * past, so the keys are read once, front to back. Positions past n in the last tile (zeros or an
+ * earlier sequence's keys) are computed and dropped. q [hd]. */
+static void scores_token(float *att, const float *q, const float *kt, int hd, int n, float scale) {
+    enum { B = CCE_ATT_KEY_BLOCK };
+    int t0 = 0;
+    for (; t0 + B < n; t0 += 2 * B) scores_tiles(att, q, kt, hd, t0, 2, n, scale);
+    if (t0 < n) scores_tiles(att, q, kt, hd, t0, 1, n, scale);
+}
+
+/* o[d0 .. d0+w) = sum over t < n of p[t] v[t][d0 .. d0+w), with two independent accumulators
+ * (even and odd positions) so that the multiply-adds do not wait on each other. Inlined with a
+ * constant w (64, 48, 32 or 16) the accumulators stay in registers and the values are read in
+ * one pass. v: row stride ldv. */
 static inline void values_token_chunk(float *o, const float *p, const float *v, int ldv, int n,
                                       int d0, int w) {
-    float acc[4][16] = {{0}};
+    float acc[2][64] = {{0}};
     int t = 0;
-    for (; t + 4 <= n; t += 4)
-        for (int k = 0; k < 4; k++) {
+    for (; t + 2 <= n; t += 2)
+        for (int k = 0; k < 2; k++) {
             const float *vt = v + (size_t)(t + k) * ldv + d0; /* [w] */
             float pk = p[t + k];
 #pragma omp simd
@@ -64,43 +81,63 @@ static inline void values_token_chunk(float *o, const float *p, const float *v, 
         for (int c = 0; c < w; c++) acc[0][c] = fmaf(p[t], vt[c], acc[0][c]);
     }
 #pragma omp simd
-    for (int c = 0; c < w; c++) o[d0 + c] = (acc[0][c] + acc[1][c]) + (acc[2][c] + acc[3][c]);
+    for (int c = 0; c < w; c++) o[d0 + c] = acc[0][c] + acc[1][c];
 }
 
 /* o [hd] = p [n] times v [n, hd] (row stride ldv). */
 static void values_token(float *o, const float *p, const float *v, int ldv, int hd, int n) {
     int d0 = 0;
-    for (; d0 + 16 <= hd; d0 += 16) values_token_chunk(o, p, v, ldv, n, d0, 16);
-    if (d0 + 8 <= hd) {
-        values_token_chunk(o, p, v, ldv, n, d0, 8);
-        d0 += 8;
+    for (; d0 + 64 <= hd; d0 += 64) values_token_chunk(o, p, v, ldv, n, d0, 64);
+    switch (hd - d0) {
+    case 0:
+        break;
+    case 48:
+        values_token_chunk(o, p, v, ldv, n, d0, 48);
+        break;
+    case 32:
+        values_token_chunk(o, p, v, ldv, n, d0, 32);
+        break;
+    case 16:
+        values_token_chunk(o, p, v, ldv, n, d0, 16);
+        break;
+    default:
+        values_token_chunk(o, p, v, ldv, n, d0, hd - d0);
+        break;
     }
-    if (d0 < hd) values_token_chunk(o, p, v, ldv, n, d0, hd - d0);
 }
 
-/* Stores the new key k [kv_dim] (RoPE applied) at position pos of the transposed key cache, then
- * o [q_dim] from q [q_dim] and cache positions 0..pos. Both loops split the same way over the
- * threads (kv rows, then heads), so each thread mostly reads the cache lines it just wrote. */
+/* Stores kv head g's new key k [hd] (RoPE applied) and value v [hd] at position pos of the
+ * layer's cache. */
+static void store_kv(const cce_forward *f, const fwd_layer *L, int g, int pos, const float *k,
+                     const float *v) {
+    int hd = f->cfg.head_dim;
+    float *kt = cce_head_keys(L, g, hd, f->kv_ld);
+    for (int d = 0; d < hd; d++) kt[cce_key_index(d, pos, hd)] = k[d];
+    memcpy(cce_head_values(L, g, hd, f->cfg.seq_len) + (size_t)pos * hd, v,
+           sizeof(float) * (size_t)hd);
+}
+
+/* One query head h's attention output o [hd] from its query q [hd] (RoPE applied) over cache
+ * positions 0..n of its kv head; att [n] is scratch. */
+static void attend_head(const cce_forward *f, const fwd_layer *L, int h, const float *q, int n,
+                        float *att, float *o) {
+    int hd = f->cfg.head_dim, g = L->kv_of_head[h];
+    scores_token(att, q, cce_head_keys(L, g, hd, f->kv_ld), hd, n, 1.0f / sqrtf((float)hd));
+    cce_softmax(att, n);
+    values_token(o, att, cce_head_values(L, g, hd, f->cfg.seq_len), hd, hd, n);
+}
+
+/* Stores the new keys k [kv_dim] (RoPE applied) and values v [kv_dim] at position pos, then
+ * o [q_dim] from q [q_dim] and cache positions 0..pos, the heads split over the threads. */
 static void attention_token(cce_forward *f, const fwd_layer *L, const float *q, const float *k,
-                            int pos) {
-    int hd = f->cfg.head_dim, n = pos + 1, ldk = f->kv_ld;
-    float scale = 1.0f / sqrtf((float)hd);
-#pragma omp parallel if ((int64_t)L->n_heads * n * hd >= DECODE_PARALLEL_MIN)
-    {
-#pragma omp for schedule(static)
-        for (int r = 0; r < L->kv_dim; r++) L->kt_cache[(size_t)r * ldk + pos] = k[r];
-#pragma omp for schedule(static)
-        for (int h = 0; h < L->n_heads; h++) {
-            int g = L->kv_of_head[h];
-            const float *kt = L->kt_cache + (size_t)g * hd * ldk; /* [hd][ldk] */
-            const float *vh = L->v_cache + (size_t)g * hd;        /* [n, hd] with stride kv_dim */
-            float *att = f->att + (size_t)h * (size_t)ldk;        /* [n] */
-            float *oh = f->o + (size_t)h * hd;                    /* [hd] */
-            scores_token(att, q + (size_t)h * hd, kt, ldk, hd, n, scale);
-            cce_softmax(att, n);
-            values_token(oh, att, vh, L->kv_dim, hd, n);
-        }
-    }
+                            const float *v, int pos) {
+    int hd = f->cfg.head_dim, n = pos + 1;
+    for (int g = 0; g < L->n_kv_heads; g++)
+        store_kv(f, L, g, pos, k + (size_t)g * hd, v + (size_t)g * hd);
+#pragma omp parallel for schedule(static) if ((int64_t)L->n_heads * n * hd >= DECODE_PARALLEL_MIN)
+    for (int h = 0; h < L->n_heads; h++)
+        attend_head(f, L, h, q + (size_t)h * hd, n, f->att + (size_t)h * (size_t)f->kv_ld,
+                    f->o + (size_t)h * hd);
 }
 
 /* The small per-token kernels run on the calling thread: at one row, forking a team costs more
@@ -140,106 +177,6 @@ static void swiglu_token(float *gate, const float *up, int n) {
     }
 }
 
-/* Copies rows [0, rows) of w [rows, cols] to dst; returns the float after them. */
-static float *pack_rows(float *dst, const float *w, int rows, int cols) {
-    size_t n = (size_t)rows * (size_t)cols;
-    if (n) memcpy(dst, w, sizeof(float) * n);
-    return dst + n;
-}
-
-/* Whether a layer's q/k/v (or gate/up) are packed: present and none of them lowrank. */
-static int packs_qkv(const fwd_layer *L) {
-    return L->n_heads > 0 && !L->lr[CCE_LT_Q].a && !L->lr[CCE_LT_K].a && !L->lr[CCE_LT_V].a;
-}
-
-static int packs_gu(const fwd_layer *L) {
-    return L->hidden_dim > 0 && !L->lr[CCE_LT_GATE].a && !L->lr[CCE_LT_UP].a;
-}
-
-static int has_qkv_bias(const fwd_layer *L) {
-    return L->bias[CCE_LB_Q] || L->bias[CCE_LB_K] || L->bias[CCE_LB_V];
-}
-
-static int has_gu_bias(const fwd_layer *L) {
-    return L->bias[CCE_LB_GATE] || L->bias[CCE_LB_UP];
-}
-
-/* Copies a bias [n] to dst, or zeros when it is absent; returns the float after it. */
-static float *pack_bias(float *dst, const float *b, int n) {
-    if (n <= 0) return dst;
-    if (b)
-        memcpy(dst, b, sizeof(float) * (size_t)n);
-    else
-        memset(dst, 0, sizeof(float) * (size_t)n);
-    return dst + n;
-}
-
-/* Allocates the decoding state on first use: the fused q/k/v and gate/up matrices (see
- * forward_internal.h for their memory cost) with their fused biases, and their output buffers. */
-static cce_status decode_prepare(cce_forward *f) {
-    if (f->packed) return CCE_OK;
-    const cce_config *c = &f->cfg;
-    size_t dim = (size_t)c->dim, total = 0;
-    for (int l = 0; l < c->n_layers; l++) {
-        const fwd_layer *L = &f->layers[l];
-        if (L->removed) continue;
-        size_t qkv_rows = (size_t)L->q_dim + 2 * (size_t)L->kv_dim,
-               gu_rows = 2 * (size_t)L->hidden_dim;
-        if (packs_qkv(L)) total += qkv_rows * dim + (has_qkv_bias(L) ? qkv_rows : 0);
-        if (packs_gu(L)) total += gu_rows * dim + (has_gu_bias(L) ? gu_rows : 0);
-    }
-    float *packed = cce_floats_alloc(total, 0);
-    float *qkv = malloc(sizeof(float) * ((size_t)f->max_q_dim + 2 * (size_t)f->max_kv_dim + 1));
-    float *gu = malloc(sizeof(float) * (2 * (size_t)f->max_hidden + 1));
-    int nth = omp_get_max_threads();
-    float *xn = malloc(sizeof(float) * (size_t)nth * dim);
-    int *next = malloc(sizeof(int) * (4 * (size_t)c->n_layers + 1));
-    if (!packed || !qkv || !gu || !xn || !next) {
-        free(packed);
-        free(qkv);
-        free(gu);
-        free(xn);
-        free(next);
-        return cce_fail(CCE_ERR_NOMEM,
-                        "forward token: fused q/k/v and gate/up weights (%zu floats)", total);
-    }
-    float *p = packed;
-    for (int l = 0; l < c->n_layers; l++) {
-        fwd_layer *L = &f->layers[l];
-        L->wqkv = L->wgu = L->bqkv = L->bgu = NULL;
-        if (L->removed) continue;
-        if (packs_qkv(L)) {
-            L->wqkv = p;
-            p = pack_rows(p, L->wq, L->q_dim, c->dim);
-            p = pack_rows(p, L->wk, L->kv_dim, c->dim);
-            p = pack_rows(p, L->wv, L->kv_dim, c->dim);
-            if (has_qkv_bias(L)) {
-                L->bqkv = p;
-                p = pack_bias(p, L->bias[CCE_LB_Q], L->q_dim);
-                p = pack_bias(p, L->bias[CCE_LB_K], L->kv_dim);
-                p = pack_bias(p, L->bias[CCE_LB_V], L->kv_dim);
-            }
-        }
-        if (packs_gu(L)) {
-            L->wgu = p;
-            p = pack_rows(p, L->wg, L->hidden_dim, c->dim);
-            p = pack_rows(p, L->wu, L->hidden_dim, c->dim);
-            if (has_gu_bias(L)) {
-                L->bgu = p;
-                p = pack_bias(p, L->bias[CCE_LB_GATE], L->hidden_dim);
-                p = pack_bias(p, L->bias[CCE_LB_UP], L->hidden_dim);
-            }
-        }
-    }
-    f->packed = packed;
-    f->dec_qkv = qkv;
-    f->dec_gu = gu;
-    f->dec_xn = xn;
-    f->dec_next = next;
-    f->dec_threads = nth;
-    return CCE_OK;
-}
-
 /* The smallest piece of rows a thread takes at once (one cblas_sgemv call each). */
 #define TEAM_MIN_ROWS 32
 
@@ -268,11 +205,19 @@ static int take_rows(int *next, int n, int nth, int *lo, int *hi) {
     return 1;
 }
 
-/* y[lo, hi) = W[lo, hi) x + beta y[lo, hi) with W [.., in]: one thread's rows. Inside a parallel
- * region OpenBLAS runs on the calling thread. */
-static void gemv_rows(float *y, const float *w, const float *x, int lo, int hi, int in,
-                      float beta) {
-    if (hi > lo) cce_gemv(y + lo, w + (size_t)lo * in, x, hi - lo, in, beta);
+/* Hands out the next of n items (kv groups, FFN chunks) from the shared counter *next, first come
+ * first served; -1 when none is left. */
+static int take_item(int *next, int n) {
+    int i;
+#pragma omp atomic capture
+    i = (*next)++;
+    return i < n ? i : -1;
+}
+
+/* y[lo, hi) = W[lo, hi) x with W [.., in]: one thread's rows. Inside a parallel region OpenBLAS
+ * runs on the calling thread. */
+static void gemv_rows(float *y, const float *w, const float *x, int lo, int hi, int in) {
+    if (hi > lo) cce_gemv(y + lo, w + (size_t)lo * in, x, hi - lo, in, 0.0f);
 }
 
 /* y[lo, hi) += b[lo, hi) (nothing when b is NULL): the bias of one thread's rows, added right
@@ -283,143 +228,162 @@ static inline void bias_rows(float *y, const float *b, int lo, int hi) {
     for (int i = lo; i < hi; i++) y[i] += b[i];
 }
 
-/* Whether a layer runs as one team region: its q/k/v and gate/up packed, o and down dense. */
-static int team_layer(const fwd_layer *L) {
-    return (L->n_heads == 0 || (L->wqkv && !L->lr[CCE_LT_O].a)) &&
-           (L->hidden_dim == 0 || (L->wgu && !L->lr[CCE_LT_DOWN].a));
+/* h [dim] += share[0] + share[1] + ... + share[n-1] (+ b), each share [dim]: always in this order,
+ * so every thread's copy of h comes out the same, whoever computed which share. */
+static void add_shares(float *h, const float *share, int n, int dim, const float *b) {
+    for (int k = 0; k < n; k++) {
+        const float *s = share + (size_t)k * dim;
+#pragma omp simd
+        for (int i = 0; i < dim; i++) h[i] += s[i];
+    }
+    if (b) {
+#pragma omp simd
+        for (int i = 0; i < dim; i++) h[i] += b[i];
+    }
 }
 
-/* One layer, called by every thread of a parallel region; returns after a barrier. A fork/join per
- * GEMV (what BLAS threading does) costs the threads' wake-up each time; here the threads take
- * pieces of each projection's rows (take_rows), the kv heads and the query heads, with a barrier
- * only where a step reads what other threads wrote. Each thread normalises h into its own buffer,
- * which costs less than a barrier. The arithmetic per row is the same as block_token's. */
-static void block_team(cce_forward *f, const fwd_layer *L, int pos) {
-    const cce_config *c = &f->cfg;
-    int dim = c->dim, hd = c->head_dim, half = hd / 2, n = pos + 1, ldk = f->kv_ld;
-    float eps = c->norm_eps, scale = 1.0f / sqrtf((float)hd);
-    const float *cs = f->cos_tab + (size_t)pos * half, *sn = f->sin_tab + (size_t)pos * half;
-    float *q = f->dec_qkv;                         /* [q_dim] */
-    float *k = q + L->q_dim;                       /* [kv_dim] */
-    float *v = k + L->kv_dim;                      /* [kv_dim] */
-    float *g = f->dec_gu, *u = g + L->hidden_dim;  /* [hidden] each */
-    int *next = f->dec_next + 4 * (L - f->layers); /* [4] row counters: qkv, o, gate/up, down */
-    {
-        int tid = omp_get_thread_num(), nth = omp_get_num_threads(), lo, hi;
-        float *xn = f->dec_xn + (size_t)tid * dim; /* [dim] */
-        /* A query head goes to the thread that stores its kv head, so attention needs no barrier
-         * after the stores, unless there are fewer kv heads than threads. */
-        int by_group = L->n_kv_heads >= nth;
-        if (L->n_heads > 0) {
-            rmsnorm_token(xn, f->h, L->attn_norm, dim, eps);
-            while (take_rows(&next[0], L->q_dim + 2 * L->kv_dim, nth, &lo, &hi)) {
-                gemv_rows(q, L->wqkv, xn, lo, hi, dim, 0.0f);
-                bias_rows(q, L->bqkv, lo, hi); /* before RoPE */
-            }
-#pragma omp barrier
-            for (int gi = tid; gi < L->n_kv_heads; gi += nth) {
-                float *kg = k + (size_t)gi * hd; /* [hd] */
-                rope_token(kg, 1, hd, cs, sn);
-                for (int d = 0; d < hd; d++) L->kt_cache[(size_t)(gi * hd + d) * ldk + pos] = kg[d];
-                memcpy(L->v_cache + (size_t)pos * L->kv_dim + (size_t)gi * hd, v + (size_t)gi * hd,
-                       sizeof(float) * (size_t)hd);
-            }
-            if (!by_group) {
-#pragma omp barrier
-            }
-            for (int h = 0; h < L->n_heads; h++) {
-                int gi = L->kv_of_head[h];
-                if ((by_group ? gi : h) % nth != tid) continue;
-                float *qh = q + (size_t)h * hd; /* [hd] */
-                rope_token(qh, 1, hd, cs, sn);
-                const float *kt = L->kt_cache + (size_t)gi * hd * ldk; /* [hd][ldk] */
-                const float *vh = L->v_cache + (size_t)gi * hd;        /* [n, hd], stride kv_dim */
-                float *att = f->att + (size_t)h * (size_t)ldk;         /* [n] */
-                scores_token(att, qh, kt, ldk, hd, n, scale);
-                cce_softmax(att, n);
-                values_token(f->o + (size_t)h * hd, att, vh, L->kv_dim, hd, n);
-            }
-#pragma omp barrier
-            while (take_rows(&next[1], dim, nth, &lo, &hi)) {
-                gemv_rows(f->h, L->wo, f->o, lo, hi, L->q_dim, 1.0f); /* h += Wo o */
-                bias_rows(f->h, L->bias[CCE_LB_O], lo, hi);
-            }
-#pragma omp barrier
+/* The first row of kv group g's key in wqkv's row order (its value follows): the group's rows are
+ * its query heads' rows, then k, then v, after every earlier group's. */
+static int group_key_row(const fwd_layer *L, int g, int hd) {
+    return (L->group_heads[g + 1] + 2 * g) * hd;
+}
+
+/* RoPE on kv group g's new key, then the key and value into the cache at pos, from the step's
+ * q/k/v. */
+static void store_kv_group(cce_forward *f, const fwd_layer *L, int g, int pos) {
+    int hd = f->cfg.head_dim, half = hd / 2;
+    float *kg = f->dec_qkv + group_key_row(L, g, hd); /* [hd] key, then [hd] value */
+    rope_token(kg, 1, hd, f->cos_tab + (size_t)pos * half, f->sin_tab + (size_t)pos * half);
+    store_kv(f, L, g, pos, kg, kg + hd);
+}
+
+/* Query head heads_by_group[j] of kv group g: RoPE on its query, attention over cache positions
+ * 0..pos, and its share of the residual update, o_h times its rows of wo^T, into share [dim]. */
+static void head_share(cce_forward *f, const fwd_layer *L, int j, int g, int pos, float *share) {
+    int hd = f->cfg.head_dim, half = hd / 2, dim = f->cfg.dim, h = L->heads_by_group[j];
+    float *qh = f->dec_qkv + (size_t)(j + 2 * g) * hd; /* [hd] */
+    float *oh = f->o + (size_t)h * hd;                 /* [hd] */
+    rope_token(qh, 1, hd, f->cos_tab + (size_t)pos * half, f->sin_tab + (size_t)pos * half);
+    attend_head(f, L, h, qh, pos + 1, f->att + (size_t)h * (size_t)f->kv_ld, oh);
+    cce_gemv_transposed(share + (size_t)h * dim, L->wo_t + (size_t)h * hd * dim, oh, hd, dim);
+}
+
+/* The attention half of a team layer (every thread of the region calls it; returns after a
+ * barrier, with every head's share in f->dec_part). With at least as many kv groups as threads,
+ * in a number that splits evenly (or many), threads take whole groups and never wait for each
+ * other; otherwise they share the q/k/v rows, then store the groups, then run the heads, with a
+ * barrier between. */
+static void attention_team(cce_forward *f, const fwd_layer *L, int pos, const float *xn,
+                           int *next) {
+    int tid = omp_get_thread_num(), nth = omp_get_num_threads(), dim = f->cfg.dim;
+    int hd = f->cfg.head_dim, n_kv = L->n_kv_heads, lo, hi;
+    float *qkv = f->dec_qkv, *share = f->dec_part; /* [q_dim + 2 kv_dim], [n_heads, dim] */
+    if (n_kv >= nth && (n_kv % nth == 0 || n_kv >= 3 * nth)) {
+        int g;
+        while ((g = take_item(next, n_kv)) >= 0) {
+            int r0 = (L->group_heads[g] + 2 * g) * hd, r1 = group_key_row(L, g, hd) + 2 * hd;
+            gemv_rows(qkv, L->wqkv, xn, r0, r1, dim);
+            bias_rows(qkv, L->bqkv, r0, r1); /* before RoPE */
+            store_kv_group(f, L, g, pos);
+            for (int j = L->group_heads[g]; j < L->group_heads[g + 1]; j++)
+                head_share(f, L, j, g, pos, share);
         }
-        if (L->hidden_dim > 0) {
-            rmsnorm_token(xn, f->h, L->ffn_norm, dim, eps);
-            while (take_rows(&next[2], L->hidden_dim, nth, &lo, &hi)) {
-                gemv_rows(g, L->wgu, xn, lo, hi, dim, 0.0f);
-                gemv_rows(u, L->wgu + (size_t)L->hidden_dim * dim, xn, lo, hi, dim, 0.0f);
-                if (L->bgu) {
-                    bias_rows(g, L->bgu, lo, hi);
-                    bias_rows(u, L->bgu + L->hidden_dim, lo, hi);
-                }
-                swiglu_token(g + lo, u + lo, hi - lo);
-            }
-#pragma omp barrier
-            while (take_rows(&next[3], dim, nth, &lo, &hi)) {
-                gemv_rows(f->h, L->wd, g, lo, hi, L->hidden_dim, 1.0f); /* h += Wd a */
-                bias_rows(f->h, L->bias[CCE_LB_DOWN], lo, hi);
-            }
+    } else {
+        while (take_rows(next, L->q_dim + 2 * L->kv_dim, nth, &lo, &hi)) {
+            gemv_rows(qkv, L->wqkv, xn, lo, hi, dim);
+            bias_rows(qkv, L->bqkv, lo, hi);
         }
+#pragma omp barrier
+        for (int g = tid; g < n_kv; g += nth) store_kv_group(f, L, g, pos);
+#pragma omp barrier
+        for (int g = 0; g < n_kv; g++)
+            for (int j = L->group_heads[g]; j < L->group_heads[g + 1]; j++)
+                if (j % nth == tid) head_share(f, L, j, g, pos, share);
     }
 #pragma omp barrier
+}
+
+/* The FFN half of a team layer (every thread calls it; returns after a barrier, with every
+ * chunk's share in f->dec_part after the heads'). */
+static void ffn_team(cce_forward *f, const fwd_layer *L, const float *xn, int *next) {
+    int tid = omp_get_thread_num(), dim = f->cfg.dim, chunk = f->dec_chunk, c;
+    float *gu = f->dec_gu + (size_t)tid * 2 * chunk;         /* [2 chunk] */
+    float *share = f->dec_part + (size_t)f->max_heads * dim; /* [n_chunks, dim] */
+    while ((c = take_item(next, L->n_chunks)) >= 0) {
+        int u0 = c * chunk, w = L->hidden_dim - u0 < chunk ? L->hidden_dim - u0 : chunk;
+        const float *rows = L->wffn + (size_t)u0 * 3 * dim; /* [3 w, dim]: gate, up, wd^T */
+        gemv_rows(gu, rows, xn, 0, 2 * w, dim);
+        if (L->bffn) bias_rows(gu, L->bffn + 2 * (size_t)u0, 0, 2 * w);
+        swiglu_token(gu, gu + w, w);
+        cce_gemv_transposed(share + (size_t)c * dim, rows + (size_t)2 * w * dim, gu, w, dim);
+    }
+#pragma omp barrier
+}
+
+/* One team layer, called by every thread of a parallel region with its own copy of the residual
+ * h [dim] and norm buffer xn [dim]. A fork/join per GEMV (what BLAS threading does) costs the
+ * threads' wake-up each time; here the threads take kv groups and FFN chunks (or rows) from
+ * shared counters, and meet only where a step reads what others wrote. */
+static void block_team(cce_forward *f, const fwd_layer *L, int pos, float *h, float *xn) {
+    const cce_config *c = &f->cfg;
+    int *next = f->dec_next + 4 * (L - f->layers); /* [4] counters: attention, FFN */
+    if (L->n_heads > 0) {
+        rmsnorm_token(xn, h, L->attn_norm, c->dim, c->norm_eps);
+        attention_team(f, L, pos, xn, &next[0]);
+        add_shares(h, f->dec_part, L->n_heads, c->dim, L->bias[CCE_LB_O]);
+    }
+    if (L->hidden_dim > 0) {
+        rmsnorm_token(xn, h, L->ffn_norm, c->dim, c->norm_eps);
+        ffn_team(f, L, xn, &next[2]);
+        add_shares(h, f->dec_part + (size_t)f->max_heads * c->dim, L->n_chunks, c->dim,
+                   L->bias[CCE_LB_DOWN]);
+    }
+    /* A layer without one of its halves: the next layer's shares would land where a slower
+     * thread may still be summing this layer's. */
+    if (L->n_heads == 0 || L->hidden_dim == 0) {
+#pragma omp barrier
+    }
 }
 
 /* logits [vocab] = classifier times rmsnorm(h), the rows split over the team (dense only). Called
- * by every thread of a team. */
-static void classifier_team(cce_forward *f, float *logits) {
+ * by every thread of a team with its own h [dim] and xn [dim]. */
+static void classifier_team(cce_forward *f, const float *h, float *xn, float *logits) {
     const cce_config *c = &f->cfg;
-    {
-        int tid = omp_get_thread_num(), nth = omp_get_num_threads(), lo, hi;
-        float *xn = f->dec_xn + (size_t)tid * c->dim; /* [dim] */
-        rmsnorm_token(xn, f->h, f->final_norm, c->dim, c->norm_eps);
-        while (take_rows(&f->dec_next[4 * c->n_layers], c->vocab_size, nth, &lo, &hi))
-            gemv_rows(logits, f->cls, xn, lo, hi, c->dim, 0.0f);
-    }
+    int nth = omp_get_num_threads(), lo, hi;
+    rmsnorm_token(xn, h, f->final_norm, c->dim, c->norm_eps);
+    while (take_rows(&f->dec_next[4 * c->n_layers], c->vocab_size, nth, &lo, &hi))
+        gemv_rows(logits, f->cls, xn, lo, hi, c->dim);
 }
 
+/* A layer with lowrank tensors: projection by projection, each GEMV threaded by BLAS. */
 static void block_token(cce_forward *f, const fwd_layer *L, int pos) {
     const cce_config *c = &f->cfg;
     int dim = c->dim, half = c->head_dim / 2;
-    if (L->removed) return;
     if (L->n_heads > 0) {
         rmsnorm_token(f->x, f->h, L->attn_norm, dim, c->norm_eps);
         float *q = f->dec_qkv;    /* [q_dim] */
         float *k = q + L->q_dim;  /* [kv_dim] */
         float *v = k + L->kv_dim; /* [kv_dim] */
-        if (L->wqkv) {
-            cce_gemv(q, L->wqkv, f->x, L->q_dim + 2 * L->kv_dim, dim, 0.0f);
-            bias_rows(q, L->bqkv, 0, L->q_dim + 2 * L->kv_dim);
-        } else {
-            cce_forward_gemv(f, &L->lr[CCE_LT_Q], L->wq, L->bias[CCE_LB_Q], q, f->x, L->q_dim, dim,
-                             0.0f);
-            cce_forward_gemv(f, &L->lr[CCE_LT_K], L->wk, L->bias[CCE_LB_K], k, f->x, L->kv_dim, dim,
-                             0.0f);
-            cce_forward_gemv(f, &L->lr[CCE_LT_V], L->wv, L->bias[CCE_LB_V], v, f->x, L->kv_dim, dim,
-                             0.0f);
-        }
+        cce_forward_gemv(f, &L->lr[CCE_LT_Q], L->wq, L->bias[CCE_LB_Q], q, f->x, L->q_dim, dim,
+                         0.0f);
+        cce_forward_gemv(f, &L->lr[CCE_LT_K], L->wk, L->bias[CCE_LB_K], k, f->x, L->kv_dim, dim,
+                         0.0f);
+        cce_forward_gemv(f, &L->lr[CCE_LT_V], L->wv, L->bias[CCE_LB_V], v, f->x, L->kv_dim, dim,
+                         0.0f);
         const float *cs = f->cos_tab + (size_t)pos * half, *sn = f->sin_tab + (size_t)pos * half;
         rope_token(q, L->n_heads, c->head_dim, cs, sn);
         rope_token(k, L->n_kv_heads, c->head_dim, cs, sn);
-        memcpy(L->v_cache + (size_t)pos * L->kv_dim, v, sizeof(float) * (size_t)L->kv_dim);
-        attention_token(f, L, q, k, pos);
+        attention_token(f, L, q, k, v, pos);
         cce_forward_gemv(f, &L->lr[CCE_LT_O], L->wo, L->bias[CCE_LB_O], f->h, f->o, dim, L->q_dim,
                          1.0f); /* h += Wo o (+ bo) */
     }
     if (L->hidden_dim > 0) {
         rmsnorm_token(f->x, f->h, L->ffn_norm, dim, c->norm_eps);
-        float *g = f->dec_gu, *u = g + L->hidden_dim; /* [hidden] each */
-        if (L->wgu) {
-            cce_gemv(g, L->wgu, f->x, 2 * L->hidden_dim, dim, 0.0f);
-            bias_rows(g, L->bgu, 0, 2 * L->hidden_dim);
-        } else {
-            cce_forward_gemv(f, &L->lr[CCE_LT_GATE], L->wg, L->bias[CCE_LB_GATE], g, f->x,
-                             L->hidden_dim, dim, 0.0f);
-            cce_forward_gemv(f, &L->lr[CCE_LT_UP], L->wu, L->bias[CCE_LB_UP], u, f->x,
-                             L->hidden_dim, dim, 0.0f);
-        }
+        float *g = f->g, *u = f->u; /* [hidden] each */
+        cce_forward_gemv(f, &L->lr[CCE_LT_GATE], L->wg, L->bias[CCE_LB_GATE], g, f->x,
+                         L->hidden_dim, dim, 0.0f);
+        cce_forward_gemv(f, &L->lr[CCE_LT_UP], L->wu, L->bias[CCE_LB_UP], u, f->x, L->hidden_dim,
+                         dim, 0.0f);
         swiglu_token(g, u, L->hidden_dim);
         cce_forward_gemv(f, &L->lr[CCE_LT_DOWN], L->wd, L->bias[CCE_LB_DOWN], f->h, g, dim,
                          L->hidden_dim, 1.0f); /* h += Wd a (+ bd) */
@@ -439,20 +403,23 @@ cce_status cce_forward_token(cce_forward *f, int32_t token, int pos, float *logi
                         "forward token: position %d does not follow the cached sequence (next "
                         "position is %d; 0 restarts)",
                         pos, f->next_pos);
-    if ((s = decode_prepare(f))) return s;
+    if ((s = cce_decode_prepare(f))) return s;
     int dim = c->dim;
     memset(f->dec_next, 0, sizeof(int) * (4 * (size_t)c->n_layers + 1));
     memcpy(f->h, f->embed + (size_t)token * dim, sizeof(float) * dim);
     int all_team = !f->cls_lr.a;
     for (int l = 0; l < c->n_layers; l++)
-        if (!f->layers[l].removed && !team_layer(&f->layers[l])) all_team = 0;
+        if (!f->layers[l].removed && !cce_decode_team_layer(&f->layers[l])) all_team = 0;
     if (all_team) {
         /* The whole step in one region: one wake-up of the threads per token. */
 #pragma omp parallel num_threads(f->dec_threads)
         {
+            int tid = omp_get_thread_num();
+            float *h = f->dec_h + (size_t)tid * dim, *xn = f->dec_xn + (size_t)tid * dim;
+            memcpy(h, f->h, sizeof(float) * dim);
             for (int l = 0; l < c->n_layers; l++)
-                if (!f->layers[l].removed) block_team(f, &f->layers[l], pos);
-            classifier_team(f, logits);
+                if (!f->layers[l].removed) block_team(f, &f->layers[l], pos, h, xn);
+            classifier_team(f, h, xn, logits);
         }
         f->next_pos = pos + 1;
         return CCE_OK;
@@ -460,92 +427,29 @@ cce_status cce_forward_token(cce_forward *f, int32_t token, int pos, float *logi
     for (int l = 0; l < c->n_layers; l++) {
         const fwd_layer *L = &f->layers[l];
         if (L->removed) continue;
-        if (team_layer(L)) {
-#pragma omp parallel num_threads(f->dec_threads)
-            block_team(f, L, pos);
-        } else {
+        if (!cce_decode_team_layer(L)) {
             block_token(f, L, pos);
+            continue;
+        }
+#pragma omp parallel num_threads(f->dec_threads)
+        {
+            int tid = omp_get_thread_num();
+            float *h = f->dec_h + (size_t)tid * dim, *xn = f->dec_xn + (size_t)tid * dim;
+            memcpy(h, f->h, sizeof(float) * dim);
+            block_team(f, L, pos, h, xn); /* has a barrier: every thread took its copy */
+            if (tid == 0) memcpy(f->h, h, sizeof(float) * dim);
         }
     }
     if (!f->cls_lr.a) {
 #pragma omp parallel num_threads(f->dec_threads)
-        classifier_team(f, logits);
+        {
+            int tid = omp_get_thread_num();
+            classifier_team(f, f->h, f->dec_xn + (size_t)tid * dim, logits);
+        }
     } else {
         rmsnorm_token(f->x, f->h, f->final_norm, dim, c->norm_eps);
         cce_forward_gemv(f, &f->cls_lr, f->cls, NULL, logits, f->x, c->vocab_size, dim, 0.0f);
     }
     f->next_pos = pos + 1;
-    return CCE_OK;
-}
-
-/* Appends one buffer to the list if there is room; counts it either way. */
-static void list_buffer(const float **ptr, int64_t *numel, int capacity, int *k, const float *p,
-                        int64_t n) {
-    if (!p || n <= 0) return;
-    if (*k < capacity) {
-        ptr[*k] = p;
-        numel[*k] = n;
-    }
-    (*k)++;
-}
-
-/* A linear tensor as decoding reads it: its lowrank factors, or the dense matrix [out, in]. */
-static void list_linear(const float **ptr, int64_t *numel, int capacity, int *k,
-                        const fwd_lowrank *lr, const float *w, int out, int in) {
-    if (lr->a) {
-        list_buffer(ptr, numel, capacity, k, lr->a, (int64_t)out * lr->rank);
-        list_buffer(ptr, numel, capacity, k, lr->b, (int64_t)lr->rank * in);
-    } else {
-        list_buffer(ptr, numel, capacity, k, w, (int64_t)out * in);
-    }
-}
-
-cce_status cce_forward_decode_buffers(cce_forward *f, const float **ptr, int64_t *numel,
-                                      int capacity, int *count) {
-    if (!f || !count || capacity < 0 || (capacity > 0 && (!ptr || !numel)))
-        return cce_fail(CCE_ERR_ARG, "forward decode buffers: bad argument");
-    cce_status s = decode_prepare(f);
-    if (s) return s;
-    const cce_config *c = &f->cfg;
-    int dim = c->dim, k = 0;
-    for (int l = 0; l < c->n_layers; l++) {
-        const fwd_layer *L = &f->layers[l];
-        if (L->removed) continue;
-        if (L->n_heads > 0) {
-            list_buffer(ptr, numel, capacity, &k, L->attn_norm, dim);
-            if (L->wqkv) {
-                list_buffer(ptr, numel, capacity, &k, L->wqkv,
-                            (int64_t)(L->q_dim + 2 * L->kv_dim) * dim);
-                list_buffer(ptr, numel, capacity, &k, L->bqkv, L->q_dim + 2 * L->kv_dim);
-            } else {
-                list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_Q], L->wq, L->q_dim, dim);
-                list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_K], L->wk, L->kv_dim, dim);
-                list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_V], L->wv, L->kv_dim, dim);
-                list_buffer(ptr, numel, capacity, &k, L->bias[CCE_LB_Q], L->q_dim);
-                list_buffer(ptr, numel, capacity, &k, L->bias[CCE_LB_K], L->kv_dim);
-                list_buffer(ptr, numel, capacity, &k, L->bias[CCE_LB_V], L->kv_dim);
-            }
-            list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_O], L->wo, dim, L->q_dim);
-            list_buffer(ptr, numel, capacity, &k, L->bias[CCE_LB_O], dim);
-        }
-        if (L->hidden_dim > 0) {
-            list_buffer(ptr, numel, capacity, &k, L->ffn_norm, dim);
-            if (L->wgu) {
-                list_buffer(ptr, numel, capacity, &k, L->wgu, (int64_t)2 * L->hidden_dim * dim);
-                list_buffer(ptr, numel, capacity, &k, L->bgu, 2 * L->hidden_dim);
-            } else {
-                list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_GATE], L->wg, L->hidden_dim,
-                            dim);
-                list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_UP], L->wu, L->hidden_dim, dim);
-                list_buffer(ptr, numel, capacity, &k, L->bias[CCE_LB_GATE], L->hidden_dim);
-                list_buffer(ptr, numel, capacity, &k, L->bias[CCE_LB_UP], L->hidden_dim);
-            }
-            list_linear(ptr, numel, capacity, &k, &L->lr[CCE_LT_DOWN], L->wd, dim, L->hidden_dim);
-            list_buffer(ptr, numel, capacity, &k, L->bias[CCE_LB_DOWN], dim);
-        }
-    }
-    list_buffer(ptr, numel, capacity, &k, f->final_norm, dim);
-    list_linear(ptr, numel, capacity, &k, &f->cls_lr, f->cls, c->vocab_size, dim);
-    *count = k;
     return CCE_OK;
 }

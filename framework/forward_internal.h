@@ -2,11 +2,16 @@
  * forward_attention.c (window attention) and forward_decode.c (KV-cache decoding). Not a public
  * header.
  *
- * The KV cache keeps values as [pos][kv_dim] and keys transposed, [kv_dim][pos] (positions
- * contiguous), so that attention scores vectorise over positions in both passes instead of
- * needing one horizontal sum per (query, key) pair: at head_dim 8 that made decoding attention
- * several times slower. New keys are computed row-major into k_rows, rotated, then transposed
- * into the cache. */
+ * The KV cache is kept per kv head, so that attention reads one contiguous run of memory for a
+ * head's keys and one for its values, whatever the position (strided runs, one short piece per
+ * position or per key dimension, left the hardware prefetcher idle and each read a cache miss):
+ * - keys in tiles of CCE_ATT_KEY_BLOCK positions, each tile [head_dim][CCE_ATT_KEY_BLOCK]
+ *   (positions contiguous), so that scores vectorise over positions instead of needing one
+ *   horizontal sum per (query, key) pair (at head_dim 8 that made decoding attention several
+ *   times slower): [n_kv_heads][kv_ld / CCE_ATT_KEY_BLOCK][head_dim][CCE_ATT_KEY_BLOCK];
+ * - values [n_kv_heads][seq_len][head_dim].
+ * A window's keys and values are computed row-major into k_rows and v_rows, rotated, then
+ * scattered into the cache (cce_attention_window). */
 #ifndef CCE_FORWARD_INTERNAL_H
 #define CCE_FORWARD_INTERNAL_H
 
@@ -37,17 +42,21 @@ typedef struct fwd_layer {
     const float *wg, *wu, *wd;       /* [hidden, dim], [hidden, dim], [dim, hidden] */
     fwd_lowrank lr[CCE_LT_COUNT];    /* by cce_layer_tensor: the lowrank linear tensors */
     const float *bias[CCE_LB_COUNT]; /* by cce_layer_bias: [rows of the weight], NULL if absent */
-    float *kt_cache;                 /* [kv_dim, kv_ld] keys, transposed (inside cce_forward.kv) */
-    float *v_cache;                  /* [seq_len, kv_dim] values (inside cce_forward.kv) */
-    /* Decoding only (inside cce_forward.packed, NULL until the first cce_forward_token call, and
-     * NULL for a layer without heads or without an FFN, or when one of the tensors it would pack
-     * is lowrank; the projections then run one by one): */
-    float *wqkv; /* [q_dim + 2 kv_dim, dim] rows of wq, then wk, then wv */
-    float *wgu;  /* [2 hidden, dim] rows of wg, then wu */
-    /* The biases of the packed projections (inside cce_forward.packed; NULL when the projections
-     * are not packed or none of them has a bias; an absent one of the group is zeros): */
-    float *bqkv; /* [q_dim + 2 kv_dim] */
-    float *bgu;  /* [2 hidden] */
+    float *kt_cache;                 /* [n_kv_heads, kv_ld, head_dim] keys in tiles (see the top) */
+    float *v_cache;                  /* [n_kv_heads, seq_len, head_dim] values (both in f->kv) */
+    /* Decoding only (inside cce_forward.packed and cce_forward.dec_index, NULL until the first
+     * cce_forward_token call, and NULL for a layer that decodes projection by projection: one
+     * with a lowrank tensor; see forward_decode_pack.c for the layout and why): */
+    float *wqkv;               /* [q_dim + 2 kv_dim, dim] q/k/v rows by kv group: per group g the
+                                * q rows of its heads (heads_by_group order), its k rows, its v rows */
+    float *wo_t;               /* [q_dim, dim] wo transposed: head h's rows at h * head_dim */
+    float *wffn;               /* per FFN chunk c of w <= dec_chunk units: [3 w, dim] its gate
+                                * rows, its up rows and its rows of wd transposed */
+    float *bqkv;               /* [q_dim + 2 kv_dim] biases in wqkv's row order, or NULL */
+    float *bffn;               /* per chunk [2 w]: gate then up biases, or NULL */
+    const int *heads_by_group; /* [n_heads] head ids, group 0's first (dec_index) */
+    const int *group_heads; /* [n_kv_heads + 1] group g's heads: heads_by_group[gh[g], gh[g+1]) */
+    int n_chunks;           /* FFN chunks: ceil(hidden_dim / dec_chunk) */
 } fwd_layer;
 
 struct cce_forward {
@@ -62,7 +71,7 @@ struct cce_forward {
 
     float *cos_tab, *sin_tab; /* [seq_len, head_dim/2] RoPE tables */
     float *kv;                /* all layers' caches: per layer kt_cache then v_cache */
-    int kv_ld;                /* row length of kt_cache: seq_len rounded up to CCE_ATT_KEY_BLOCK */
+    int kv_ld;                /* positions in a head's keys: seq_len rounded up to a whole tile */
 
     /* Activations, sized for max_tokens rows. */
     float *h;         /* [max_tokens, dim] residual stream */
@@ -72,23 +81,29 @@ struct cce_forward {
     float *g;         /* [max_tokens, max_hidden] gate, then silu(gate) * up */
     float *u;         /* [max_tokens, max_hidden] up */
     float *lr_tmp;    /* [max_tokens, max_rank] x B^T of a lowrank linear tensor */
-    float *k_rows;    /* [max_tokens, max_kv_dim] new keys, row-major, before transposition */
+    float *k_rows;    /* [max_tokens, max_kv_dim] a window's keys, row-major, before the cache */
+    float *v_rows;    /* [max_tokens, max_kv_dim] a window's values, likewise */
     float *att;       /* window: [n_threads][CCE_ATT_ROWS, att_ld]; decode: [max_heads, kv_ld] */
     float *att_spare; /* [n_threads][CCE_ATT_ROWS, head_dim] outputs of padding query rows */
     int att_ld;       /* max_tokens rounded up to a multiple of CCE_ATT_KEY_BLOCK */
     int n_threads;    /* OpenMP threads the window attention is sized for */
 
     /* KV-cache decoding state, allocated on the first cce_forward_token call (window-only users
-     * pay nothing). Each layer's q/k/v and gate/up projections are packed into one matrix so that
-     * a token runs one GEMV (one BLAS thread fork/join) per group instead of three and two. Memory:
-     * a second copy of those weights, sum over kept layers of
-     * 4 * dim * (q_dim + 2 kv_dim + 2 hidden) bytes (16.6 MB for the stories15M shape). */
-    float *packed;   /* every layer's wqkv then wgu */
-    float *dec_qkv;  /* [max_q_dim + 2 max_kv_dim] the fused q/k/v projection of one token */
-    float *dec_gu;   /* [2 max_hidden] the fused gate/up projection, then silu(gate) * up */
+     * pay nothing): a second copy of every weight of the layers that decode as a team, packed in
+     * the order a step reads it (sum over those layers of 4 * dim * (2 q_dim + 2 kv_dim +
+     * 3 hidden) bytes: 24 MB for the stories15M shape), and the step's scratch. */
+    float *packed;   /* every team layer's wqkv, wo_t, wffn and packed biases */
+    int *dec_index;  /* every team layer's heads_by_group and group_heads */
+    float *dec_qkv;  /* [max_q_dim + 2 max_kv_dim] one token's q/k/v, in wqkv's row order */
+    float *dec_gu;   /* [dec_threads, 2 dec_chunk] each thread's gate/up of one FFN chunk */
     float *dec_xn;   /* [dec_threads, dim] each decoding thread's own normalised input */
+    float *dec_h;    /* [dec_threads, dim] each thread's own copy of the residual stream */
+    float *dec_part; /* [max_heads + max chunks, dim] per head, then per FFN chunk, its share of
+                      * the residual update, summed in a fixed order (so results do not depend
+                      * on which thread computed what) */
+    int dec_chunk;   /* FFN units per chunk */
     int dec_threads; /* the team size of a decoding step (OpenMP's maximum at the first step) */
-    int *dec_next;   /* [4 n_layers + 1] per projection of a step, the next row to hand out */
+    int *dec_next;   /* [4 n_layers + 1] per phase of a step, the next piece to hand out */
 
     int next_pos; /* the position cce_forward_token accepts next (besides 0) */
     cce_hook_fn hook;
@@ -96,10 +111,26 @@ struct cce_forward {
     int last_layer; /* windows stop after this block (no classifier); -1: run the whole model */
 };
 
-/* Causal grouped-query attention of a window of T tokens: transposes the window's keys
- * (f->k_rows [T, kv_dim], RoPE applied) into the layer's key cache, then computes f->o [T, q_dim]
- * from f->q [T, q_dim] (RoPE applied) and cache positions 0..T-1. Runs its own OpenMP region;
- * calls no BLAS. */
+/* Kv head g's keys: kv_ld / CCE_ATT_KEY_BLOCK tiles of [head_dim][CCE_ATT_KEY_BLOCK]. */
+static inline float *cce_head_keys(const fwd_layer *L, int g, int head_dim, int kv_ld) {
+    return L->kt_cache + (size_t)g * kv_ld * head_dim;
+}
+
+/* The key cache's float for (key dimension d, position pos) of one head's keys. */
+static inline size_t cce_key_index(int d, int pos, int head_dim) {
+    return ((size_t)(pos / CCE_ATT_KEY_BLOCK) * head_dim + (size_t)d) * CCE_ATT_KEY_BLOCK +
+           (size_t)(pos % CCE_ATT_KEY_BLOCK);
+}
+
+/* Kv head g's values [seq_len][head_dim]. */
+static inline float *cce_head_values(const fwd_layer *L, int g, int head_dim, int seq_len) {
+    return L->v_cache + (size_t)g * seq_len * head_dim;
+}
+
+/* Causal grouped-query attention of a window of T tokens: scatters the window's keys
+ * (f->k_rows [T, kv_dim], RoPE applied) and values (f->v_rows [T, kv_dim]) into the layer's
+ * cache, then computes f->o [T, q_dim] from f->q [T, q_dim] (RoPE applied) and cache positions
+ * 0..T-1. Runs its own OpenMP region; calls no BLAS. */
 void cce_attention_window(cce_forward *f, const fwd_layer *L, int T);
 
 /* y [T, out] = x [T, in] W^T + beta y (+ bias [out] on every row when bias is not NULL) with
@@ -111,6 +142,12 @@ void cce_forward_linear(cce_forward *f, const fwd_lowrank *lr, const float *w, c
 /* The same for one token: y [out] = W x [in] + beta y (+ bias), one cblas_sgemv or two. */
 void cce_forward_gemv(cce_forward *f, const fwd_lowrank *lr, const float *w, const float *bias,
                       float *y, const float *x, int out, int in, float beta);
+
+/* Decoding's state (forward_decode_pack.c): allocates and packs it on first use. */
+cce_status cce_decode_prepare(cce_forward *f);
+
+/* Whether a layer decodes as one team region (its weights packed): no lowrank tensor. */
+int cce_decode_team_layer(const fwd_layer *L);
 
 /* Checks one token id against the vocabulary (CCE_ERR_RANGE naming the index). */
 cce_status cce_forward_check_token(const cce_forward *f, int32_t token, int index);

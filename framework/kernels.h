@@ -24,6 +24,10 @@ void cce_linear(float *y, const float *x, const float *w, int rows, int in, int 
 /* y = W x + beta * y (one token): w [out, in], x [in], y [out], via cblas_sgemv. */
 void cce_gemv(float *y, const float *w, const float *x, int out, int in, float beta);
 
+/* y = W^T x (one token): w [rows, cols], x [rows], y [cols], via cblas_sgemv; rows == 0 gives
+ * zeros. */
+void cce_gemv_transposed(float *y, const float *w, const float *x, int rows, int cols);
+
 /* The OpenBLAS core type in use ("SkylakeX", "Haswell", "Prescott", ...). Borrowed, static. */
 const char *cce_blas_corename(void);
 

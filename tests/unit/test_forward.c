@@ -281,9 +281,9 @@ static void test_decode_buffers(void **state) {
     assert_cce_ok(cce_forward_new(m, 8, &f));
     int count = -1;
     assert_cce_ok(cce_forward_decode_buffers(f, NULL, NULL, 0, &count));
-    /* Per layer: attention norm, packed q/k/v, o, FFN norm, packed gate/up, down; then the final
-     * norm and the untied classifier. */
-    assert_int_equal(count, 6 * (int)c.n_layers + 2);
+    /* Per layer: attention norm, packed q/k/v with wo^T, FFN norm, packed gate/up/wd^T chunks;
+     * then the final norm and the untied classifier. */
+    assert_int_equal(count, 4 * (int)c.n_layers + 2);
     const float *ptr[64];
     int64_t numel[64], total = 0;
     assert_cce_ok(cce_forward_decode_buffers(f, ptr, numel, 64, &count));
@@ -332,12 +332,13 @@ static void test_non_uniform_widths(void **state) {
     cce_hdf5_init();
     cce_config c = small_config(4, 2, 0, 64);
     c.n_layers = 4;
+    c.hidden_dim = 160; /* decoding packs the FFN in chunks of 64 units: 64 + 64 + 32 */
     int32_t map0[4] = {0, 0, 1, 1}, map1[3] = {1, 0, 1}, map2[1] = {0}, map3[4] = {0, 1, 0, 1};
     cce_layer_shape shapes[4] = {
-        {.hidden_dim = 40, .n_heads = 4, .n_kv_heads = 2, .kv_of_head = map0},
+        {.hidden_dim = 160, .n_heads = 4, .n_kv_heads = 2, .kv_of_head = map0},
         {.hidden_dim = 13, .n_heads = 3, .n_kv_heads = 2, .kv_of_head = map1},
         {.hidden_dim = 40, .n_heads = 1, .n_kv_heads = 1, .kv_of_head = map2, .removed = 1},
-        {.hidden_dim = 29, .n_heads = 4, .n_kv_heads = 2, .kv_of_head = map3},
+        {.hidden_dim = 150, .n_heads = 4, .n_kv_heads = 2, .kv_of_head = map3},
     };
     const char *dir = test_scratch_dir("forward_widths");
     const char *path = test_path(dir, "pruned.h5");
@@ -388,7 +389,15 @@ static void test_non_uniform_widths(void **state) {
     assert_int_equal(cce_model_layer(m, 1)->hidden_dim, 13);
     assert_int_equal(cce_model_layer(m, 1)->n_heads, 3);
     assert_int_equal(cce_model_layer(m, 2)->removed, 1);
-    check_model(m, 30);
+    /* Decoding takes whole kv groups per thread at 1 and 2 threads, and shares rows at 3 and 4
+     * (more threads than kv groups); a head map that interleaves the groups (layers 1 and 3)
+     * reorders the packed query rows. */
+    int saved = omp_get_max_threads();
+    for (int threads = 1; threads <= 4; threads++) {
+        omp_set_num_threads(threads);
+        check_model(m, 30);
+    }
+    omp_set_num_threads(saved);
     cce_model_free(m);
 }
 
