@@ -99,9 +99,16 @@ static double stream_once(const float *const *ptr, const int64_t *numel, int cou
     return total;
 }
 
-/* The best time to read, once with all threads, the very buffers a decoding step of f reads, and
- * their size in bytes. */
-static cce_status bench_stream(cce_forward *f, int reps, double *seconds, int64_t *bytes) {
+/* Whether a measurement that has run `done` of its `reps` timed runs, taking `spent` seconds,
+ * should stop (see cce_bench_options.budget_seconds). */
+static int budget_spent(const cce_bench_options *o, int done, double spent) {
+    return o->budget_seconds > 0 && done >= 3 && spent >= o->budget_seconds;
+}
+
+/* The time to read, with all threads, the very buffers a decoding step of f reads: best run of
+ * `tokens` reads in a row, divided by `tokens`; and their size in bytes. */
+static cce_status bench_stream(cce_forward *f, const cce_bench_options *o, int tokens,
+                               double *seconds, int64_t *bytes) {
     int count = 0;
     cce_status s = cce_forward_decode_buffers(f, NULL, NULL, 0, &count);
     if (s) return s;
@@ -112,15 +119,16 @@ static cce_status bench_stream(cce_forward *f, int reps, double *seconds, int64_
         free(numel);
         return cce_fail(CCE_ERR_NOMEM, "bench: buffer list");
     }
-    double best = INFINITY, sink = 0.0;
+    double best = INFINITY, sink = 0.0, spent = 0.0;
     if (!(s = cce_forward_decode_buffers(f, ptr, numel, count, &count))) {
         *bytes = 0;
         for (int k = 0; k < count; k++) *bytes += 4 * numel[k];
         sink += stream_once(ptr, numel, count); /* warm-up */
-        for (int r = 0; r < reps; r++) {
+        for (int r = 0; r < o->stream_reps && !budget_spent(o, r, spent); r++) {
             double t0 = now_seconds();
-            sink += stream_once(ptr, numel, count);
+            for (int i = 0; i < tokens; i++) sink += stream_once(ptr, numel, count);
             double t = now_seconds() - t0;
+            spent += t;
             if (t < best) best = t;
         }
         /* The sum is finite for finite weights; using it keeps the reads from being elided. */
@@ -128,7 +136,7 @@ static cce_status bench_stream(cce_forward *f, int reps, double *seconds, int64_
     }
     free(ptr);
     free(numel);
-    *seconds = best;
+    *seconds = best / tokens;
     return s;
 }
 
@@ -177,10 +185,11 @@ static cce_status bench_generate(cce_forward *f, const cce_bench_options *o, int
                                  double *tok_s) {
     float *logits = malloc(sizeof(float) * (size_t)vocab); /* [vocab] */
     if (!logits) return cce_fail(CCE_ERR_NOMEM, "bench: logits");
-    double t, best = INFINITY;
+    double t, best = INFINITY, spent = 0.0;
     cce_status s = decode_run(f, n < 8 ? n : 8, vocab, logits, &t); /* warm-up */
-    for (int r = 0; !s && r < o->gen_reps; r++) {
+    for (int r = 0; !s && r < o->gen_reps && !budget_spent(o, r, spent); r++) {
         s = decode_run(f, n, vocab, logits, &t);
+        spent += t;
         if (!s && t < best) best = t;
     }
     free(logits);
@@ -207,7 +216,7 @@ cce_status cce_bench_model(cce_model *m, const cce_bench_options *o, cce_bench_r
     r->gen_tokens = o->gen_tokens < c->seq_len ? o->gen_tokens : c->seq_len;
     if (!(s = bench_eval(f, o, T, c->vocab_size, &r->eval_seconds)) &&
         !(s = bench_generate(f, o, r->gen_tokens, c->vocab_size, &r->gen_tok_s)) &&
-        !(s = bench_stream(f, o->stream_reps, &r->stream_seconds, &r->streamed_bytes))) {
+        !(s = bench_stream(f, o, r->gen_tokens, &r->stream_seconds, &r->streamed_bytes))) {
         r->eval_tok_s = T / r->eval_seconds;
         r->eval_gflops = r->window_flops / r->eval_seconds / 1e9;
         r->stream_gbs = (double)r->streamed_bytes / r->stream_seconds / 1e9;

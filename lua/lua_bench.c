@@ -8,7 +8,8 @@
  * cce.bench_server() forks a small server process at once. For every srv:measure the server
  * forks a child that opens the model file, loads every tensor and runs cce_bench_model
  * (evaluation windows through the batched forward pass, greedy KV-cache generation, the
- * weight-streaming bound); the server reaps it with wait4, whose ru_maxrss is the child's peak
+ * weight-streaming bound, each of whose runs reads the weights gen_tokens times); the server
+ * reaps it with wait4, whose ru_maxrss is the child's peak
  * resident memory. Why a server: the resident memory of a process only ever grows, and a child
  * forked from the script's own process starts with all of it (its models, its datasets) and
  * with a broken OpenMP thread pool. The server is forked while the script's process is still

@@ -153,8 +153,9 @@ static void child_run(const child_job *job, child_report *rep) {
         cce_bench_options bo = {.window = 0,
                                 .window_reps = a->quick ? 1 : 3,
                                 .gen_tokens = a->quick ? 32 : 256,
-                                .gen_reps = a->quick ? 1 : 3,
-                                .stream_reps = a->quick ? 2 : 5,
+                                .gen_reps = a->quick ? 1 : 10,
+                                .stream_reps = a->quick ? 2 : 10,
+                                .budget_seconds = a->quick ? 0 : 3.0,
                                 .seed = 1};
         if (!s) s = cce_bench_model(m, &bo, &rep->r);
         cce_model_free(m);
@@ -252,10 +253,12 @@ static void print_notes(void) {
            "GFLOP/s: FLOPs per window = T * 2 * (q, k, v, o, gate, up, down weights of the kept\n"
            "  layers + vocab * dim) + per layer 4 * head_dim * n_heads * T(T+1)/2 (causal Q K^T\n"
            "  and P V); norms, RoPE, softmax and SwiGLU are not counted. %%peak = / sgemm peak.\n"
-           "gen: greedy decoding from BOS with the KV cache (cce_forward_token + argmax), best\n"
-           "  run. bound = 1 / (time to read every weight a decoding step reads once: kept\n"
-           "  block weights, final norm, classifier), summed with all threads, best run; GB/s\n"
-           "  is that read's rate. %%bound = gen / bound.\n"
+           "gen: greedy decoding of gen_tokens steps from BOS with the KV cache\n"
+           "  (cce_forward_token + argmax), best run. bound = 1 / (time to read every weight a\n"
+           "  decoding step reads once: kept block weights, final norm, classifier, summed with\n"
+           "  all threads; a run reads them gen_tokens times in a row, best run). Both repeat up\n"
+           "  to 10 runs, stopping after 3 s once 3 ran. GB/s is the read's rate. %%bound = gen /\n"
+           "  bound.\n"
            "peak RSS: ru_maxrss of the child process that built/loaded and ran the model.\n");
 }
 
