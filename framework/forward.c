@@ -33,6 +33,7 @@ void cce_forward_free(cce_forward *f) {
     free(f->dec_h);
     free(f->dec_part);
     free(f->dec_index);
+    free(f->dec_claims);
     free(f->dec_next);
     free(f);
 }

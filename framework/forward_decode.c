@@ -205,13 +205,30 @@ static int take_rows(int *next, int n, int nth, int *lo, int *hi) {
     return 1;
 }
 
-/* Hands out the next of n items (kv groups, FFN chunks) from the shared counter *next, first come
- * first served; -1 when none is left. */
-static int take_item(int *next, int n) {
-    int i;
-#pragma omp atomic capture
-    i = (*next)++;
-    return i < n ? i : -1;
+/* Claims item i for the calling thread: whoever writes the step's stamp into the item's own cache
+ * line first gets it. */
+static int claim_item(unsigned *claims, int i, unsigned stamp) {
+    unsigned *flag = claims + (size_t)i * DECODE_CLAIM_STRIDE;
+    if (__atomic_load_n(flag, __ATOMIC_RELAXED) == stamp) return 0;
+    return __atomic_exchange_n(flag, stamp, __ATOMIC_RELAXED) != stamp;
+}
+
+/* Hands out the next of n items (kv groups, FFN chunks) of one phase to the calling thread; -1
+ * when none is left. Thread t first works through its own items t, t + nth, ... in order (*own,
+ * starting at t), then takes what is left from the end. On a quiet machine each thread does
+ * its own share and claims only lines it holds; a thread that runs ahead still takes the slower
+ * one's last items. (A shared counter, first come first served, bounced one cache line between
+ * the cores at every item: about 1% of a step.) */
+static int take_item(unsigned *claims, int n, unsigned stamp, int nth, int *own) {
+    for (; *own < n; *own += nth)
+        if (claim_item(claims, *own, stamp)) {
+            int i = *own;
+            *own += nth;
+            return i;
+        }
+    for (int i = n - 1; i >= 0; i--)
+        if (claim_item(claims, i, stamp)) return i;
+    return -1;
 }
 
 /* y[lo, hi) = W[lo, hi) x with W [.., in]: one thread's rows. Inside a parallel region OpenBLAS
@@ -273,14 +290,14 @@ static void head_share(cce_forward *f, const fwd_layer *L, int j, int g, int pos
  * in a number that splits evenly (or many), threads take whole groups and never wait for each
  * other; otherwise they share the q/k/v rows, then store the groups, then run the heads, with a
  * barrier between. */
-static void attention_team(cce_forward *f, const fwd_layer *L, int pos, const float *xn,
-                           int *next) {
+static void attention_team(cce_forward *f, const fwd_layer *L, int pos, const float *xn, int *next,
+                           unsigned *claims) {
     int tid = omp_get_thread_num(), nth = omp_get_num_threads(), dim = f->cfg.dim;
     int hd = f->cfg.head_dim, n_kv = L->n_kv_heads, lo, hi;
     float *qkv = f->dec_qkv, *share = f->dec_part; /* [q_dim + 2 kv_dim], [n_heads, dim] */
     if (n_kv >= nth && (n_kv % nth == 0 || n_kv >= 3 * nth)) {
-        int g;
-        while ((g = take_item(next, n_kv)) >= 0) {
+        int g, own = tid;
+        while ((g = take_item(claims, n_kv, f->dec_stamp, nth, &own)) >= 0) {
             int r0 = (L->group_heads[g] + 2 * g) * hd, r1 = group_key_row(L, g, hd) + 2 * hd;
             gemv_rows(qkv, L->wqkv, xn, r0, r1, dim);
             bias_rows(qkv, L->bqkv, r0, r1); /* before RoPE */
@@ -305,11 +322,12 @@ static void attention_team(cce_forward *f, const fwd_layer *L, int pos, const fl
 
 /* The FFN half of a team layer (every thread calls it; returns after a barrier, with every
  * chunk's share in f->dec_part after the heads'). */
-static void ffn_team(cce_forward *f, const fwd_layer *L, const float *xn, int *next) {
-    int tid = omp_get_thread_num(), dim = f->cfg.dim, chunk = f->dec_chunk, c;
+static void ffn_team(cce_forward *f, const fwd_layer *L, const float *xn, unsigned *claims) {
+    int tid = omp_get_thread_num(), nth = omp_get_num_threads(), dim = f->cfg.dim;
+    int chunk = f->dec_chunk, c, own = tid;
     float *gu = f->dec_gu + (size_t)tid * 2 * chunk;         /* [2 chunk] */
     float *share = f->dec_part + (size_t)f->max_heads * dim; /* [n_chunks, dim] */
-    while ((c = take_item(next, L->n_chunks)) >= 0) {
+    while ((c = take_item(claims, L->n_chunks, f->dec_stamp, nth, &own)) >= 0) {
         int u0 = c * chunk, w = L->hidden_dim - u0 < chunk ? L->hidden_dim - u0 : chunk;
         const float *rows = L->wffn + (size_t)u0 * 3 * dim; /* [3 w, dim]: gate, up, wd^T */
         gemv_rows(gu, rows, xn, 0, 2 * w, dim);
@@ -326,15 +344,17 @@ static void ffn_team(cce_forward *f, const fwd_layer *L, const float *xn, int *n
  * shared counters, and meet only where a step reads what others wrote. */
 static void block_team(cce_forward *f, const fwd_layer *L, int pos, float *h, float *xn) {
     const cce_config *c = &f->cfg;
-    int *next = f->dec_next + 4 * (L - f->layers); /* [4] counters: attention, FFN */
+    int l = (int)(L - f->layers);
+    int *next = f->dec_next + 4 * l; /* [4] row counters (attention with few kv groups) */
+    unsigned *claims = f->dec_claims + (size_t)2 * l * f->dec_items * DECODE_CLAIM_STRIDE;
     if (L->n_heads > 0) {
         rmsnorm_token(xn, h, L->attn_norm, c->dim, c->norm_eps);
-        attention_team(f, L, pos, xn, &next[0]);
+        attention_team(f, L, pos, xn, &next[0], claims);
         add_shares(h, f->dec_part, L->n_heads, c->dim, L->bias[CCE_LB_O]);
     }
     if (L->hidden_dim > 0) {
         rmsnorm_token(xn, h, L->ffn_norm, c->dim, c->norm_eps);
-        ffn_team(f, L, xn, &next[2]);
+        ffn_team(f, L, xn, claims + (size_t)f->dec_items * DECODE_CLAIM_STRIDE);
         add_shares(h, f->dec_part + (size_t)f->max_heads * c->dim, L->n_chunks, c->dim,
                    L->bias[CCE_LB_DOWN]);
     }
@@ -406,6 +426,10 @@ cce_status cce_forward_token(cce_forward *f, int32_t token, int pos, float *logi
     if ((s = cce_decode_prepare(f))) return s;
     int dim = c->dim;
     memset(f->dec_next, 0, sizeof(int) * (4 * (size_t)c->n_layers + 1));
+    if (++f->dec_stamp == 0) { /* after 2^32 steps: no claim may look like this step's */
+        memset(f->dec_claims, 0, f->dec_claims_bytes);
+        f->dec_stamp = 1;
+    }
     memcpy(f->h, f->embed + (size_t)token * dim, sizeof(float) * dim);
     int all_team = !f->cls_lr.a;
     for (int l = 0; l < c->n_layers; l++)

@@ -144,7 +144,7 @@ cce_status cce_decode_prepare(cce_forward *f) {
     if (f->dec_next) return CCE_OK;
     const cce_config *c = &f->cfg;
     size_t dim = (size_t)c->dim, total = 0, n_index = 0;
-    int chunk = DECODE_FFN_CHUNK, max_chunks = 0;
+    int chunk = DECODE_FFN_CHUNK, max_chunks = 0, max_items = 1;
     for (int l = 0; l < c->n_layers; l++) {
         fwd_layer *L = &f->layers[l];
         L->wqkv = L->wo_t = L->wffn = L->bqkv = L->bffn = NULL;
@@ -155,6 +155,8 @@ cce_status cce_decode_prepare(cce_forward *f) {
         n_index += (size_t)L->n_heads + (size_t)L->n_kv_heads + 1;
         int chunks = (L->hidden_dim + chunk - 1) / chunk;
         if (chunks > max_chunks) max_chunks = chunks;
+        if (chunks > max_items) max_items = chunks;
+        if (L->n_kv_heads > max_items) max_items = L->n_kv_heads;
     }
     int nth = omp_get_max_threads();
     float *packed = cce_floats_alloc(total, 0);
@@ -165,7 +167,11 @@ cce_status cce_decode_prepare(cce_forward *f) {
     float *h = malloc(sizeof(float) * (size_t)nth * dim);
     float *part = malloc(sizeof(float) * ((size_t)f->max_heads + (size_t)max_chunks + 1) * dim);
     int *next = malloc(sizeof(int) * (4 * (size_t)c->n_layers + 1));
-    if (!packed || !index || !qkv || !gu || !xn || !h || !part || !next) {
+    size_t claims_bytes =
+        sizeof(unsigned) * 2 * (size_t)c->n_layers * (size_t)max_items * DECODE_CLAIM_STRIDE;
+    unsigned *claims = aligned_alloc(64, claims_bytes);
+    if (!packed || !index || !qkv || !gu || !xn || !h || !part || !next || !claims) {
+        free(claims);
         free(packed);
         free(index);
         free(qkv);
@@ -195,6 +201,11 @@ cce_status cce_decode_prepare(cce_forward *f) {
     f->dec_part = part;
     f->dec_chunk = chunk;
     f->dec_threads = nth;
+    memset(claims, 0, claims_bytes);
+    f->dec_claims = claims;
+    f->dec_claims_bytes = claims_bytes;
+    f->dec_items = max_items;
+    f->dec_stamp = 0;
     f->dec_next = next; /* last: its presence marks the state as ready */
     return CCE_OK;
 }

@@ -103,7 +103,12 @@ struct cce_forward {
                       * on which thread computed what) */
     int dec_chunk;   /* FFN units per chunk */
     int dec_threads; /* the team size of a decoding step (OpenMP's maximum at the first step) */
-    int *dec_next;   /* [4 n_layers + 1] per phase of a step, the next piece to hand out */
+    int *dec_next;   /* [4 n_layers + 1] per phase of a step, the next piece of rows to hand out */
+    unsigned *dec_claims; /* [n_layers, 2, dec_items, DECODE_CLAIM_STRIDE] per layer, phase
+                           * (attention, FFN) and item, the stamp of the step that claimed it */
+    size_t dec_claims_bytes;
+    int dec_items;      /* room for items per phase: kv groups or FFN chunks */
+    unsigned dec_stamp; /* this step's stamp (never 0) */
 
     int next_pos; /* the position cce_forward_token accepts next (besides 0) */
     cce_hook_fn hook;
@@ -142,6 +147,9 @@ void cce_forward_linear(cce_forward *f, const fwd_lowrank *lr, const float *w, c
 /* The same for one token: y [out] = W x [in] + beta y (+ bias), one cblas_sgemv or two. */
 void cce_forward_gemv(cce_forward *f, const fwd_lowrank *lr, const float *w, const float *bias,
                       float *y, const float *x, int out, int in, float beta);
+
+/* Unsigned ints between two item claims of a decoding step: one cache line each. */
+#define DECODE_CLAIM_STRIDE 16
 
 /* Decoding's state (forward_decode_pack.c): allocates and packs it on first use. */
 cce_status cce_decode_prepare(cce_forward *f);
