@@ -25,7 +25,7 @@
 
 /* FFN units per chunk: large enough that a chunk's three GEMVs outweigh their call overhead,
  * small enough that the last chunk of a layer leaves the other threads little waiting. */
-#define DECODE_FFN_CHUNK 64
+#define DECODE_FFN_CHUNK 128
 
 int cce_decode_team_layer(const fwd_layer *L) {
     if (L->removed) return 0;

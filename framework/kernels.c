@@ -67,7 +67,10 @@ void cce_gemv_transposed(float *y, const float *w, const float *x, int rows, int
         memset(y, 0, sizeof(float) * (size_t)cols);
         return;
     }
-    cblas_sgemv(CblasRowMajor, CblasTrans, rows, cols, 1.0f, w, cols, x, 1, 0.0f, y, 1);
+    /* Zeroed here, then accumulated into: with beta = 0 OpenBLAS first scales y by zero in a
+     * call of its own. */
+    memset(y, 0, sizeof(float) * (size_t)cols);
+    cblas_sgemv(CblasRowMajor, CblasTrans, rows, cols, 1.0f, w, cols, x, 1, 1.0f, y, 1);
 }
 
 static void rmsnorm_row(float *out, const float *x, const float *w, int dim, float eps) {

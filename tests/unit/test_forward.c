@@ -332,7 +332,7 @@ static void test_non_uniform_widths(void **state) {
     cce_hdf5_init();
     cce_config c = small_config(4, 2, 0, 64);
     c.n_layers = 4;
-    c.hidden_dim = 160; /* decoding packs the FFN in chunks of 64 units: 64 + 64 + 32 */
+    c.hidden_dim = 160; /* decoding packs the FFN in chunks of 128 units: 128 + 32 */
     int32_t map0[4] = {0, 0, 1, 1}, map1[3] = {1, 0, 1}, map2[1] = {0}, map3[4] = {0, 1, 0, 1};
     cce_layer_shape shapes[4] = {
         {.hidden_dim = 160, .n_heads = 4, .n_kv_heads = 2, .kv_of_head = map0},
