@@ -248,11 +248,12 @@ static inline void bias_rows(float *y, const float *b, int lo, int hi) {
     for (int i = lo; i < hi; i++) y[i] += b[i];
 }
 
-/* h [dim] += share[0] + share[1] + ... + share[n-1] (+ b), each share [dim]: always in this order,
- * so every thread's copy of h comes out the same, whoever computed which share. */
-static void add_shares(float *h, const float *share, int n, int dim, const float *b) {
+/* h [dim] += share[0] + share[1] + ... + share[n-1] (+ b), each share [dim] (row stride ld):
+ * always in this order, so every thread's copy of h comes out the same, whoever computed which
+ * share. */
+static void add_shares(float *h, const float *share, int n, int dim, int ld, const float *b) {
     for (int k = 0; k < n; k++) {
-        const float *s = share + (size_t)k * dim;
+        const float *s = share + (size_t)k * ld;
 #pragma omp simd
         for (int i = 0; i < dim; i++) h[i] += s[i];
     }
@@ -285,7 +286,7 @@ static void head_share(cce_forward *f, const fwd_layer *L, int j, int g, int pos
     float *oh = f->o + (size_t)h * hd;                 /* [hd] */
     rope_token(qh, 1, hd, f->cos_tab + (size_t)pos * half, f->sin_tab + (size_t)pos * half);
     attend_head(f, L, h, qh, pos + 1, f->att + (size_t)h * (size_t)f->kv_ld, oh);
-    cce_gemv_transposed(share + (size_t)h * dim, L->wo_t + (size_t)h * hd * dim, oh, hd, dim);
+    cce_gemv_transposed(share + (size_t)h * f->dec_ld, L->wo_t + (size_t)h * hd * dim, oh, hd, dim);
 }
 
 /* The attention half of a team layer (every thread of the region calls it; returns after a
@@ -297,7 +298,7 @@ static void attention_team(cce_forward *f, const fwd_layer *L, int pos, const fl
                            unsigned *claims) {
     int tid = omp_get_thread_num(), nth = omp_get_num_threads(), dim = f->cfg.dim;
     int hd = f->cfg.head_dim, n_kv = L->n_kv_heads, lo, hi;
-    float *qkv = f->dec_qkv, *share = f->dec_part; /* [q_dim + 2 kv_dim], [n_heads, dim] */
+    float *qkv = f->dec_qkv, *share = f->dec_part; /* [q_dim + 2 kv_dim], [n_heads, dec_ld] */
     if (n_kv >= nth && (n_kv % nth == 0 || n_kv >= 3 * nth)) {
         int g, own = tid;
         while ((g = take_item(claims, n_kv, f->dec_stamp, nth, &own)) >= 0) {
@@ -328,15 +329,15 @@ static void attention_team(cce_forward *f, const fwd_layer *L, int pos, const fl
 static void ffn_team(cce_forward *f, const fwd_layer *L, const float *xn, unsigned *claims) {
     int tid = omp_get_thread_num(), nth = omp_get_num_threads(), dim = f->cfg.dim;
     int chunk = f->dec_chunk, c, own = tid;
-    float *gu = f->dec_gu + (size_t)tid * 2 * chunk;         /* [2 chunk] */
-    float *share = f->dec_part + (size_t)f->max_heads * dim; /* [n_chunks, dim] */
+    float *gu = f->dec_gu + (size_t)tid * 2 * chunk;               /* [2 chunk] */
+    float *share = f->dec_part + (size_t)f->max_heads * f->dec_ld; /* [n_chunks, dec_ld] */
     while ((c = take_item(claims, L->n_chunks, f->dec_stamp, nth, &own)) >= 0) {
         int u0 = c * chunk, w = L->hidden_dim - u0 < chunk ? L->hidden_dim - u0 : chunk;
         const float *rows = L->wffn + (size_t)u0 * 3 * dim; /* [3 w, dim]: gate, up, wd^T */
         gemv_rows(gu, rows, xn, 0, 2 * w, dim);
         if (L->bffn) bias_rows(gu, L->bffn + 2 * (size_t)u0, 0, 2 * w);
         swiglu_token(gu, gu + w, w);
-        cce_gemv_transposed(share + (size_t)c * dim, rows + (size_t)2 * w * dim, gu, w, dim);
+        cce_gemv_transposed(share + (size_t)c * f->dec_ld, rows + (size_t)2 * w * dim, gu, w, dim);
     }
 #pragma omp barrier
 }
@@ -353,13 +354,13 @@ static void block_team(cce_forward *f, const fwd_layer *L, int pos, float *h, fl
     if (L->n_heads > 0) {
         rmsnorm_token(xn, h, L->attn_norm, c->dim, c->norm_eps);
         attention_team(f, L, pos, xn, &next[0], claims);
-        add_shares(h, f->dec_part, L->n_heads, c->dim, L->bias[CCE_LB_O]);
+        add_shares(h, f->dec_part, L->n_heads, c->dim, f->dec_ld, L->bias[CCE_LB_O]);
     }
     if (L->hidden_dim > 0) {
         rmsnorm_token(xn, h, L->ffn_norm, c->dim, c->norm_eps);
         ffn_team(f, L, xn, claims + (size_t)f->dec_items * DECODE_CLAIM_STRIDE);
-        add_shares(h, f->dec_part + (size_t)f->max_heads * c->dim, L->n_chunks, c->dim,
-                   L->bias[CCE_LB_DOWN]);
+        add_shares(h, f->dec_part + (size_t)f->max_heads * f->dec_ld, L->n_chunks, c->dim,
+                   f->dec_ld, L->bias[CCE_LB_DOWN]);
     }
     /* A layer without one of its halves: the next layer's shares would land where a slower
      * thread may still be summing this layer's. */
@@ -442,7 +443,8 @@ cce_status cce_forward_token(cce_forward *f, int32_t token, int pos, float *logi
 #pragma omp parallel num_threads(f->dec_threads)
         {
             int tid = omp_get_thread_num();
-            float *h = f->dec_h + (size_t)tid * dim, *xn = f->dec_xn + (size_t)tid * dim;
+            float *h = f->dec_h + (size_t)tid * f->dec_ld,
+                  *xn = f->dec_xn + (size_t)tid * f->dec_ld;
             memcpy(h, f->h, sizeof(float) * dim);
             for (int l = 0; l < c->n_layers; l++)
                 if (!f->layers[l].removed) block_team(f, &f->layers[l], pos, h, xn);
@@ -461,7 +463,8 @@ cce_status cce_forward_token(cce_forward *f, int32_t token, int pos, float *logi
 #pragma omp parallel num_threads(f->dec_threads)
         {
             int tid = omp_get_thread_num();
-            float *h = f->dec_h + (size_t)tid * dim, *xn = f->dec_xn + (size_t)tid * dim;
+            float *h = f->dec_h + (size_t)tid * f->dec_ld,
+                  *xn = f->dec_xn + (size_t)tid * f->dec_ld;
             memcpy(h, f->h, sizeof(float) * dim);
             block_team(f, L, pos, h, xn); /* has a barrier: every thread took its copy */
             if (tid == 0) memcpy(f->h, h, sizeof(float) * dim);
@@ -471,7 +474,7 @@ cce_status cce_forward_token(cce_forward *f, int32_t token, int pos, float *logi
 #pragma omp parallel num_threads(f->dec_threads)
         {
             int tid = omp_get_thread_num();
-            classifier_team(f, f->h, f->dec_xn + (size_t)tid * dim, logits);
+            classifier_team(f, f->h, f->dec_xn + (size_t)tid * f->dec_ld, logits);
         }
     } else {
         rmsnorm_token(f->x, f->h, f->final_norm, dim, c->norm_eps);

@@ -140,6 +140,12 @@ static float *pack_layer(fwd_layer *L, float *p, int dim, int hd, int chunk) {
     return p;
 }
 
+/* n floats starting on a cache line, in whole lines (freed with free). */
+static float *line_floats(size_t n) {
+    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    return aligned_alloc(64, bytes ? bytes : 64);
+}
+
 cce_status cce_decode_prepare(cce_forward *f) {
     if (f->dec_next) return CCE_OK;
     const cce_config *c = &f->cfg;
@@ -160,12 +166,15 @@ cce_status cce_decode_prepare(cce_forward *f) {
     }
     int nth = omp_get_max_threads();
     float *packed = cce_floats_alloc(total, 0);
+    /* Buffers that several threads write, each its own rows: whole cache lines per row, so that
+     * no two threads write one line. */
+    size_t ld = (dim + 15) / 16 * 16;
     int *index = malloc(sizeof(int) * (n_index + 1));
-    float *qkv = malloc(sizeof(float) * ((size_t)f->max_q_dim + 2 * (size_t)f->max_kv_dim + 1));
-    float *gu = malloc(sizeof(float) * (size_t)nth * 2 * (size_t)chunk);
-    float *xn = malloc(sizeof(float) * (size_t)nth * dim);
-    float *h = malloc(sizeof(float) * (size_t)nth * dim);
-    float *part = malloc(sizeof(float) * ((size_t)f->max_heads + (size_t)max_chunks + 1) * dim);
+    float *qkv = line_floats((size_t)f->max_q_dim + 2 * (size_t)f->max_kv_dim + 1);
+    float *gu = line_floats((size_t)nth * 2 * (size_t)chunk);
+    float *xn = line_floats((size_t)nth * ld);
+    float *h = line_floats((size_t)nth * ld);
+    float *part = line_floats(((size_t)f->max_heads + (size_t)max_chunks + 1) * ld);
     int *next = malloc(sizeof(int) * (4 * (size_t)c->n_layers + 1));
     size_t claims_bytes =
         sizeof(unsigned) * 2 * (size_t)c->n_layers * (size_t)max_items * DECODE_CLAIM_STRIDE;
@@ -200,6 +209,7 @@ cce_status cce_decode_prepare(cce_forward *f) {
     f->dec_h = h;
     f->dec_part = part;
     f->dec_chunk = chunk;
+    f->dec_ld = (int)ld;
     f->dec_threads = nth;
     memset(claims, 0, claims_bytes);
     f->dec_claims = claims;

@@ -96,12 +96,13 @@ struct cce_forward {
     int *dec_index;  /* every team layer's heads_by_group and group_heads */
     float *dec_qkv;  /* [max_q_dim + 2 max_kv_dim] one token's q/k/v, in wqkv's row order */
     float *dec_gu;   /* [dec_threads, 2 dec_chunk] each thread's gate/up of one FFN chunk */
-    float *dec_xn;   /* [dec_threads, dim] each decoding thread's own normalised input */
-    float *dec_h;    /* [dec_threads, dim] each thread's own copy of the residual stream */
-    float *dec_part; /* [max_heads + max chunks, dim] per head, then per FFN chunk, its share of
+    float *dec_xn;   /* [dec_threads, dec_ld] each decoding thread's own normalised input */
+    float *dec_h;    /* [dec_threads, dec_ld] each thread's own copy of the residual stream */
+    float *dec_part; /* [max_heads + max chunks, dec_ld] per head, then per FFN chunk, its share of
                       * the residual update, summed in a fixed order (so results do not depend
                       * on which thread computed what) */
     int dec_chunk;   /* FFN units per chunk */
+    int dec_ld;      /* dim rounded up to whole cache lines: the row stride of the three above */
     int dec_threads; /* the team size of a decoding step (OpenMP's maximum at the first step) */
     int *dec_next;   /* [4 n_layers + 1] per phase of a step, the next piece of rows to hand out */
     unsigned *dec_claims; /* [n_layers, 2, dec_items, DECODE_CLAIM_STRIDE] per layer, phase
