@@ -207,7 +207,8 @@ cce_status cce_forward_new(cce_model *m, int max_tokens, cce_forward **out) {
     size_t att_decode = (size_t)f->max_heads * (size_t)f->kv_ld;
     f->cos_tab = alloc_floats((size_t)c->seq_len * half);
     f->sin_tab = alloc_floats((size_t)c->seq_len * half);
-    f->kv = calloc(kv_floats ? kv_floats : 1, sizeof(float));
+    f->kv = alloc_floats(kv_floats); /* heads' caches on whole lines (threads write them) */
+    if (f->kv) memset(f->kv, 0, sizeof(float) * (kv_floats ? kv_floats : 1));
     f->h = alloc_floats(T * (size_t)c->dim);
     f->x = alloc_floats(T * (size_t)c->dim);
     f->q = alloc_floats(T * (size_t)f->max_q_dim);
