@@ -257,8 +257,8 @@ static void print_notes(void) {
            "  (cce_forward_token + argmax), best run. bound = 1 / (time to read every weight a\n"
            "  decoding step reads once: kept block weights, final norm, classifier, summed with\n"
            "  all threads; a run reads them gen_tokens times in a row, best run). Both repeat up\n"
-           "  to 10 runs, stopping after 3 s once 3 ran. GB/s is the read's rate. %%bound = gen /\n"
-           "  bound.\n"
+           "  to 10 runs, stopping after 3 s once 3 ran (--quick: 1 and 2 runs). GB/s is the\n"
+           "  read's rate. %%bound = gen / bound.\n"
            "peak RSS: ru_maxrss of the child process that built/loaded and ran the model.\n");
 }
 
