@@ -155,11 +155,13 @@ static cce_status setup_layer(cce_forward *f, int l, size_t *kv_floats) {
     return CCE_OK;
 }
 
-/* n floats on whole cache lines: threads write different heads' rows of o and att, and a line
- * shared at a boundary would bounce between their cores. */
+void *cce_forward_lines_alloc(size_t bytes) {
+    return aligned_alloc(64, (bytes ? bytes + 63 : 64) / 64 * 64);
+}
+
+/* n floats on whole cache lines: threads write different heads' rows of o and att. */
 static float *alloc_floats(size_t n) {
-    size_t bytes = (sizeof(float) * (n ? n : 1) + 63) / 64 * 64;
-    return aligned_alloc(64, bytes);
+    return cce_forward_lines_alloc(sizeof(float) * n);
 }
 
 cce_status cce_forward_new(cce_model *m, int max_tokens, cce_forward **out) {

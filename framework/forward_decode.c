@@ -232,12 +232,9 @@ static int take_item(unsigned *claims, int n, unsigned stamp, int nth, int *own)
 }
 
 /* y[lo, hi) = W[lo, hi) x with W [.., in]: one thread's rows. Inside a parallel region OpenBLAS
- * runs on the calling thread. y is zeroed here and accumulated into (beta = 1): with beta = 0,
- * OpenBLAS scales y by zero in a call of its own first, per GEMV. */
+ * runs on the calling thread. */
 static void gemv_rows(float *y, const float *w, const float *x, int lo, int hi, int in) {
-    if (hi <= lo) return;
-    memset(y + lo, 0, sizeof(float) * (size_t)(hi - lo));
-    cce_gemv(y + lo, w + (size_t)lo * in, x, hi - lo, in, 1.0f);
+    if (hi > lo) cce_gemv(y + lo, w + (size_t)lo * in, x, hi - lo, in, 0.0f);
 }
 
 /* y[lo, hi) += b[lo, hi) (nothing when b is NULL): the bias of one thread's rows, added right

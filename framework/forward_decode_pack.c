@@ -140,12 +140,6 @@ static float *pack_layer(fwd_layer *L, float *p, int dim, int hd, int chunk) {
     return p;
 }
 
-/* n floats starting on a cache line, in whole lines (freed with free). */
-static float *line_floats(size_t n) {
-    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-    return aligned_alloc(64, bytes ? bytes : 64);
-}
-
 cce_status cce_decode_prepare(cce_forward *f) {
     if (f->dec_next) return CCE_OK;
     const cce_config *c = &f->cfg;
@@ -170,15 +164,17 @@ cce_status cce_decode_prepare(cce_forward *f) {
      * no two threads write one line. */
     size_t ld = (dim + 15) / 16 * 16;
     int *index = malloc(sizeof(int) * (n_index + 1));
-    float *qkv = line_floats((size_t)f->max_q_dim + 2 * (size_t)f->max_kv_dim + 1);
-    float *gu = line_floats((size_t)nth * 2 * (size_t)chunk);
-    float *xn = line_floats((size_t)nth * ld);
-    float *h = line_floats((size_t)nth * ld);
-    float *part = line_floats(((size_t)f->max_heads + (size_t)max_chunks + 1) * ld);
+    size_t qkv_floats = (size_t)f->max_q_dim + 2 * (size_t)f->max_kv_dim + 1;
+    float *qkv = cce_forward_lines_alloc(sizeof(float) * qkv_floats);
+    float *gu = cce_forward_lines_alloc(sizeof(float) * (size_t)nth * 2 * (size_t)chunk);
+    float *xn = cce_forward_lines_alloc(sizeof(float) * (size_t)nth * ld);
+    float *h = cce_forward_lines_alloc(sizeof(float) * (size_t)nth * ld);
+    float *part = cce_forward_lines_alloc(sizeof(float) *
+                                          ((size_t)f->max_heads + (size_t)max_chunks + 1) * ld);
     int *next = malloc(sizeof(int) * (4 * (size_t)c->n_layers + 1));
     size_t claims_bytes =
         sizeof(unsigned) * 2 * (size_t)c->n_layers * (size_t)max_items * DECODE_CLAIM_STRIDE;
-    unsigned *claims = aligned_alloc(64, claims_bytes);
+    unsigned *claims = cce_forward_lines_alloc(claims_bytes);
     if (!packed || !index || !qkv || !gu || !xn || !h || !part || !next || !claims) {
         free(claims);
         free(packed);

@@ -152,6 +152,11 @@ void cce_forward_gemv(cce_forward *f, const fwd_lowrank *lr, const float *w, con
 /* Unsigned ints between two item claims of a decoding step: one cache line each. */
 #define DECODE_CLAIM_STRIDE 16
 
+/* bytes rounded up to whole cache lines, starting on one (freed with free; NULL when out of
+ * memory): for buffers that several threads write, each its own rows, so that a line shared at
+ * a boundary does not bounce between their cores. */
+void *cce_forward_lines_alloc(size_t bytes);
+
 /* Decoding's state (forward_decode_pack.c): allocates and packs it on first use. */
 cce_status cce_decode_prepare(cce_forward *f);
 

@@ -25,6 +25,12 @@ void cce_linear(float *y, const float *x, const float *w, int rows, int in, int 
         return;
     }
     if (rows == 1) {
+        /* beta = 0: zeroed here and accumulated into, since OpenBLAS would first scale y by zero
+         * in a call of its own (per GEMV; decoding makes about a hundred a token). */
+        if (beta == 0.0f) {
+            memset(y, 0, sizeof(float) * (size_t)out);
+            beta = 1.0f;
+        }
         cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x, 1, beta, y, 1);
         return;
     }
@@ -63,14 +69,9 @@ void cce_gemv(float *y, const float *w, const float *x, int out, int in, float b
 
 void cce_gemv_transposed(float *y, const float *w, const float *x, int rows, int cols) {
     if (cols <= 0) return;
-    if (rows <= 0) {
-        memset(y, 0, sizeof(float) * (size_t)cols);
-        return;
-    }
-    /* Zeroed here, then accumulated into: with beta = 0 OpenBLAS first scales y by zero in a
-     * call of its own. */
-    memset(y, 0, sizeof(float) * (size_t)cols);
-    cblas_sgemv(CblasRowMajor, CblasTrans, rows, cols, 1.0f, w, cols, x, 1, 1.0f, y, 1);
+    memset(y, 0, sizeof(float) * (size_t)cols); /* then accumulated into, as in cce_linear */
+    if (rows > 0)
+        cblas_sgemv(CblasRowMajor, CblasTrans, rows, cols, 1.0f, w, cols, x, 1, 1.0f, y, 1);
 }
 
 static void rmsnorm_row(float *out, const float *x, const float *w, int dim, float eps) {
